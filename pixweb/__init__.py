@@ -1,0 +1,3 @@
+"""pixweb: a self-hosted PIX payment gateway."""
+
+__version__ = "0.1.0"
