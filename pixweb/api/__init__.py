@@ -1,0 +1,1 @@
+"""JSON API: one blueprint per resource, JSON errors only."""

@@ -1,0 +1,80 @@
+"""Merchant registration and login (bearer JWT)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+from quart import Blueprint
+from quart_schema import tag, validate_request, validate_response
+
+from pixweb.deps import get_config
+from pixweb.models import Merchant
+from pixweb.services import merchants
+
+blueprint = Blueprint("api_auth", __name__)
+
+
+class RegisterIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    name: str = Field(min_length=1, max_length=100)
+    email: str = Field(max_length=254)
+    password: str = Field(min_length=8, max_length=256)
+    city: str = Field(min_length=1, max_length=60)
+    pix_key: str = Field(max_length=100, description="CPF, CNPJ, e-mail, +55 phone or EVP")
+
+
+class MerchantOut(BaseModel):
+    id: int
+    name: str
+    email: str
+    city: str
+    pix_key: str
+    pix_key_type: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, merchant: Merchant) -> MerchantOut:
+        return cls(
+            id=merchant.id,
+            name=merchant.name,
+            email=merchant.email,
+            city=merchant.city,
+            pix_key=merchant.pix_key,
+            pix_key_type=merchant.pix_key_type,
+            created_at=merchant.created_at,
+        )
+
+
+class LoginIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    email: str = Field(max_length=254)
+    password: str = Field(max_length=256)
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: str = "Bearer"
+    expires_in: int
+
+
+@blueprint.post("/auth/register")
+@tag(["auth"])
+@validate_request(RegisterIn)
+@validate_response(MerchantOut, 201)
+async def register(data: RegisterIn) -> tuple[MerchantOut, int]:
+    """Create a merchant account."""
+    merchant = await merchants.register_merchant(**data.model_dump())
+    return MerchantOut.of(merchant), 201
+
+
+@blueprint.post("/auth/login")
+@tag(["auth"])
+@validate_request(LoginIn)
+@validate_response(TokenOut, 200)
+async def login(data: LoginIn) -> TokenOut:
+    """Exchange e-mail and password for a bearer token."""
+    merchant = await merchants.authenticate(data.email, data.password)
+    ttl = get_config().token_ttl_seconds
+    token = merchants.issue_token(merchant, secret=get_config().secret_key, ttl_seconds=ttl)
+    return TokenOut(access_token=token, expires_in=ttl)

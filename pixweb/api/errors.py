@@ -1,0 +1,87 @@
+"""Every API failure as JSON `{"error", "detail", "fields"?}`: one table of statuses."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from pydantic import ValidationError
+from quart import Response, jsonify
+from quart_schema import RequestSchemaValidationError
+from werkzeug.exceptions import HTTPException
+
+from pixweb.errors import (
+    AuthenticationError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    PixwebError,
+    UnprocessableError,
+)
+
+log = logging.getLogger(__name__)
+
+STATUS: dict[type[PixwebError], int] = {
+    InvalidInputError: 400,
+    AuthenticationError: 401,
+    NotFoundError: 404,
+    ConflictError: 409,
+    UnprocessableError: 422,
+}
+
+
+def error_response(
+    status: int, code: str, detail: str, fields: dict[str, Any] | None = None
+) -> Response:
+    """Build the JSON error body every API route answers with."""
+    body: dict[str, Any] = {"error": code, "detail": detail}
+    if fields:
+        body["fields"] = fields
+    response = jsonify(body)
+    response.status_code = status
+    if status == 401:
+        response.headers["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+def handle_pixweb_error(error: PixwebError) -> Response:
+    """Map a domain error to its status by the nearest class in STATUS."""
+    status = next((s for cls, s in STATUS.items() if isinstance(error, cls)), 400)
+    return error_response(status, error.code, error.detail, error.fields)
+
+
+def _field_errors(error: ValidationError) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for item in error.errors():
+        name = ".".join(str(part) for part in item["loc"]) or "body"
+        fields.setdefault(name, item["msg"].removeprefix("Value error, "))
+    return fields
+
+
+def handle_validation_error(error: RequestSchemaValidationError) -> Response:
+    """Turn quart-schema's bare 400 into one that names each bad field."""
+    cause = error.validation_error
+    if isinstance(cause, ValidationError):
+        fields = _field_errors(cause)
+        if list(fields) == ["body"] or any(item["type"] == "model_type" for item in cause.errors()):
+            return error_response(400, "invalid_body", "the body must be a JSON object")
+        names = ", ".join(sorted(fields))
+        return error_response(400, "invalid_input", f"invalid fields: {names}", fields)
+    return error_response(400, "invalid_input", str(cause))
+
+
+def handle_http_error(error: HTTPException) -> Response:
+    """Answer routing and protocol errors (404, 405, malformed JSON...) in JSON."""
+    status = error.code or 500
+    if status == 400:
+        return error_response(400, "invalid_body", "the body is not valid JSON")
+    code = (error.name or "error").lower().replace(" ", "_")
+    return error_response(status, code, error.description or code)
+
+
+def handle_unexpected_error(error: Exception) -> Response:
+    """Log the traceback with a request id; tell the client only the id."""
+    request_id = uuid.uuid4().hex
+    log.exception("unhandled error, request id %s", request_id, exc_info=error)
+    return error_response(500, "internal_error", f"unexpected error (request id {request_id})")

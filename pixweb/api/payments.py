@@ -1,0 +1,182 @@
+"""PIX charges for merchants, their QR images, and the bank's confirmation call."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+from quart import Blueprint, Response, request
+from quart_schema import (
+    document_headers,
+    tag,
+    validate_querystring,
+    validate_request,
+    validate_response,
+)
+
+from pixweb.api.security import bearer_required, signed_by_bank
+from pixweb.api.types import Amount
+from pixweb.deps import current_merchant, get_broker
+from pixweb.errors import NotFoundError
+from pixweb.models import Payment, PaymentStatus
+from pixweb.pix import qr
+from pixweb.presenters import payment_dict
+from pixweb.services import payments
+
+blueprint = Blueprint("api_payments", __name__)
+
+QR_MEDIA_TYPES = {"png": "image/png", "svg": "image/svg+xml"}
+
+
+class PaymentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    value: Amount
+    description: str | None = Field(None, max_length=140)
+    expires_in: int = Field(
+        payments.EXPIRES_DEFAULT, ge=payments.EXPIRES_MIN, le=payments.EXPIRES_MAX
+    )
+
+
+class IdempotencyHeaders(BaseModel):
+    idempotency_key: str | None = Field(None, max_length=255)
+
+
+class QrCodeLinks(BaseModel):
+    png: str
+    svg: str
+
+
+class PaymentOut(BaseModel):
+    id: UUID
+    value: str = Field(examples=["100.00"])
+    description: str | None
+    status: PaymentStatus
+    bank_payment_id: str = Field(description="The txid the bank's confirmation carries")
+    brcode: str = Field(description="Pix Copia e Cola")
+    qr_code: QrCodeLinks
+    payment_url: str
+    created_at: datetime
+    expires_at: datetime
+    paid_at: datetime | None
+
+    @classmethod
+    def of(cls, payment: Payment) -> PaymentOut:
+        return cls.model_validate(payment_dict(payment))
+
+
+class PaymentList(BaseModel):
+    items: list[PaymentOut]
+    next_cursor: str | None
+
+
+class ListQuery(BaseModel):
+    status: PaymentStatus | None = None
+    limit: int = Field(20, ge=1, le=payments.PAGE_MAX)
+    cursor: str | None = Field(None, max_length=200)
+
+
+class ConfirmationIn(BaseModel):
+    # Banks add fields of their own (horario, infoPagador...): ignored, not refused.
+    model_config = ConfigDict(extra="ignore", strict=True)
+    bank_payment_id: str = Field(min_length=1, max_length=35)
+    value: Amount
+    end_to_end_id: str | None = Field(None, pattern=r"^E[0-9]{8}[0-9]{12}[A-Za-z0-9]{11}$")
+
+
+@blueprint.post("/payments/pix")
+@tag(["payments"])
+@bearer_required
+@document_headers(IdempotencyHeaders)
+@validate_request(PaymentIn)
+@validate_response(PaymentOut, 201)
+@validate_response(PaymentOut, 200)
+async def create_payment(data: PaymentIn) -> tuple[PaymentOut, int]:
+    """Create a PIX charge: BR Code, QR code links and payment page."""
+    merchant = await current_merchant()
+    payment, created = await payments.create_payment(
+        merchant,
+        amount_cents=data.value,
+        description=data.description,
+        expires_in=data.expires_in,
+        idempotency_key=request.headers.get("Idempotency-Key") or None,
+    )
+    payment.merchant = merchant
+    return PaymentOut.of(payment), 201 if created else 200
+
+
+@blueprint.get("/payments")
+@tag(["payments"])
+@bearer_required
+@validate_querystring(ListQuery)
+@validate_response(PaymentList)
+async def list_payments(query_args: ListQuery) -> PaymentList:
+    """List the merchant's payments, newest first."""
+    merchant = await current_merchant()
+    page = await payments.list_payments(
+        merchant.id, status=query_args.status, limit=query_args.limit, cursor=query_args.cursor
+    )
+    return PaymentList(items=[PaymentOut.of(p) for p in page.items], next_cursor=page.next_cursor)
+
+
+@blueprint.get("/payments/<uuid:payment_id>")
+@tag(["payments"])
+@bearer_required
+@validate_response(PaymentOut)
+async def get_payment(payment_id: UUID) -> PaymentOut:
+    """Fetch one of the merchant's payments."""
+    merchant = await current_merchant()
+    return PaymentOut.of(await payments.get_payment(payment_id, merchant_id=merchant.id))
+
+
+@blueprint.post("/payments/<uuid:payment_id>/cancel")
+@tag(["payments"])
+@bearer_required
+@validate_response(PaymentOut)
+async def cancel_payment(payment_id: UUID) -> PaymentOut:
+    """Cancel a pending payment."""
+    merchant = await current_merchant()
+    payment = await payments.cancel_payment(
+        payment_id, merchant_id=merchant.id, broker=get_broker()
+    )
+    return PaymentOut.of(payment)
+
+
+@blueprint.get("/payments/pix/qr_code/<filename>")
+@tag(["payments"])
+async def qr_code(filename: str) -> Response:
+    """The payment's BR Code as a QR image: `<id>.png` or `<id>.svg`."""
+    stem, _, extension = filename.rpartition(".")
+    try:
+        payment_id = UUID(stem)
+    except ValueError:
+        raise NotFoundError("no such QR code") from None
+    if extension not in QR_MEDIA_TYPES or str(payment_id) != stem.lower():
+        raise NotFoundError("no such QR code")
+    payment = await payments.get_payment(payment_id)
+    image = qr.png(payment.brcode) if extension == "png" else qr.svg(payment.brcode)
+    response = Response(image, content_type=QR_MEDIA_TYPES[extension])
+    # A payment's BR Code never changes: the image can be cached for good.
+    response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    return response
+
+
+class ConfirmationHeaders(BaseModel):
+    x_pix_signature: str = Field(description="sha256=<hex HMAC-SHA256 of the raw body>")
+
+
+@blueprint.post("/payments/pix/confirmation")
+@tag(["bank"])
+@document_headers(ConfirmationHeaders)
+@signed_by_bank
+@validate_request(ConfirmationIn)
+@validate_response(PaymentOut)
+async def confirm_payment(data: ConfirmationIn) -> PaymentOut:
+    """The bank confirms a PIX received for a payment (idempotent)."""
+    payment = await payments.confirm_payment(
+        txid=data.bank_payment_id,
+        amount_cents=data.value,
+        end_to_end_id=data.end_to_end_id,
+        broker=get_broker(),
+    )
+    return PaymentOut.of(payment)

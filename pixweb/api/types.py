@@ -1,0 +1,36 @@
+"""Field types shared by the API's request models."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, WithJsonSchema
+
+from pixweb import money
+from pixweb.errors import InvalidAmountError
+
+
+def _amount(value: Any) -> int:
+    try:
+        return money.parse_amount(value)
+    except InvalidAmountError as exc:
+        # pydantic reports ValueError as a field error naming the field.
+        raise ValueError(exc.detail) from exc
+
+
+# A positive amount with at most two decimals, as a JSON number or a "100.00" string;
+# the app's JSON loader reads numbers as Decimal, so no float ever holds money.
+Amount = Annotated[
+    int,
+    BeforeValidator(_amount),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^[0-9]+(\.[0-9]{1,2})?$"},
+                {"type": "number", "exclusiveMinimum": 0, "maximum": 1_000_000},
+            ],
+            "examples": ["100.00"],
+            "description": "Amount in reais, at most two decimals, up to 1000000.00",
+        }
+    ),
+]

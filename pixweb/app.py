@@ -1,0 +1,131 @@
+"""`create_app(overrides)`: the one place where pixweb is wired together."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from quart import Quart, Response, request
+from quart.json.provider import DefaultJSONProvider
+from quart_schema import QuartSchema, RequestSchemaValidationError
+from werkzeug.exceptions import HTTPException
+
+from pixweb import db, ws
+from pixweb.api import auth as api_auth
+from pixweb.api import errors as api_errors
+from pixweb.api import payments as api_payments
+from pixweb.broker import make_broker
+from pixweb.config import Config, load_config
+from pixweb.deps import BROKER_KEY, CONFIG_KEY
+from pixweb.errors import NotFoundError, PixwebError
+from pixweb.web import errors as web_errors
+from pixweb.web import filters
+from pixweb.web import payments as web_payments
+from pixweb.web import tools as web_tools
+
+ROOT = Path(__file__).resolve().parent.parent
+MAX_BODY_BYTES = 64 * 1024
+SWAGGER_ASSETS = "/static/vendor/swagger-ui/"
+
+
+def create_app(overrides: Mapping[str, Any] | None = None) -> Quart:
+    """Build the app: config, database lifecycle, broker, blueprints, error handlers."""
+    config = load_config(overrides)
+    app = Quart(
+        "pixweb",
+        root_path=str(ROOT),
+        template_folder="templates",
+        static_folder="static",
+    )
+    app.config.update(
+        SECRET_KEY=config.secret_key,
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        TESTING=config.testing,
+        QUART_SCHEMA_SWAGGER_JS_URL=SWAGGER_ASSETS + "swagger-ui-bundle.js",
+        QUART_SCHEMA_SWAGGER_CSS_URL=SWAGGER_ASSETS + "swagger-ui.css",
+        **config.extra,
+    )
+    QuartSchema(
+        app,
+        info={"title": "pixweb", "version": "0.1.0"},
+        redoc_ui_path=None,
+        scalar_ui_path=None,
+        security_schemes={"bearer": {"type": "http", "scheme": "bearer", "bearer_format": "JWT"}},
+    )
+    app.json = _strict_json_provider(app)
+    app.extensions[CONFIG_KEY] = config
+    app.extensions[BROKER_KEY] = make_broker(config.broker_url)
+    _init_lifecycle(app, config)
+    blueprints = (
+        api_auth.blueprint,
+        api_payments.blueprint,
+        web_payments.blueprint,
+        web_tools.blueprint,
+        ws.blueprint,
+    )
+    for blueprint in blueprints:
+        app.register_blueprint(blueprint)
+    filters.init_app(app)
+    _init_error_handlers(app)
+    return app
+
+
+def _strict_json_provider(app: Quart) -> DefaultJSONProvider:
+    """Keep quart-schema's encoder; decode numbers as Decimal and refuse NaN/Infinity."""
+
+    def refuse_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not valid JSON")
+
+    class StrictJSONProvider(type(app.json)):  # type: ignore[misc]
+        def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+            return json.loads(s, parse_float=Decimal, parse_constant=refuse_constant)
+
+    return StrictJSONProvider(app)
+
+
+def _init_lifecycle(app: Quart, config: Config) -> None:
+    @app.before_serving
+    async def open_resources() -> None:
+        await db.open_database(config.database_url)
+        if config.auto_migrate:
+            await db.apply_migrations(config.database_url)
+
+    @app.after_serving
+    async def close_resources() -> None:
+        await app.extensions[BROKER_KEY].close()
+        await db.close_database()
+
+
+def _wants_html() -> bool:
+    if request.blueprint is not None:
+        return request.blueprint.startswith("web_")
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "text/html"
+
+
+def _init_error_handlers(app: Quart) -> None:
+    @app.errorhandler(PixwebError)
+    async def pixweb_error(error: PixwebError) -> Any:
+        if _wants_html() and isinstance(error, NotFoundError):
+            return await web_errors.error_page(404)
+        return api_errors.handle_pixweb_error(error)
+
+    @app.errorhandler(RequestSchemaValidationError)
+    async def validation_error(error: RequestSchemaValidationError) -> Response:
+        return api_errors.handle_validation_error(error)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> Any:
+        if _wants_html():
+            return await web_errors.error_page(error.code or 500)
+        return api_errors.handle_http_error(error)
+
+    @app.errorhandler(Exception)
+    async def unexpected_error(error: Exception) -> Any:
+        response = api_errors.handle_unexpected_error(error)
+        if _wants_html():
+            return await web_errors.error_page(500)
+        return response

@@ -1,0 +1,127 @@
+"""Configuration: defaults < PIXWEB_* environment < explicit overrides.
+
+Also builds the Tortoise ORM config shared by the app, `pixweb migrate` and the
+`tortoise` command line (`tortoise -c pixweb.config.TORTOISE_ORM makemigrations`).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+ENVIRONMENTS = ("development", "production")
+MIGRATIONS_MODULE = "migrations"
+
+
+class ConfigError(Exception):
+    """The configuration is unusable: the process must not start."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting pixweb reads, with the embedded defaults."""
+
+    env: str = "development"
+    database_url: str = "sqlite://instance/pixweb.sqlite3"
+    secret_key: str = ""
+    webhook_secret: str = ""
+    broker_url: str = "memory://"
+    instance_path: str = "instance"
+    token_ttl_seconds: int = 3600
+    testing: bool = False
+    # Apply migrations when serving starts (tests with in-memory SQLite need it).
+    auto_migrate: bool = False
+    # Extra keys handed to Quart's app.config (tests use it for flags like TESTING).
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+
+_SECRET_SETTINGS = ("secret_key", "webhook_secret")
+_ENV_PREFIX = "PIXWEB_"
+
+
+def load_config(
+    overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> Config:
+    """Merge defaults, the PIXWEB_* environment and overrides; fill or refuse secrets."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in fields(Config):
+        raw = environ.get(_ENV_PREFIX + f.name.upper())
+        if raw is not None and f.name != "extra":
+            values[f.name] = _coerce(f.name, raw)
+    for key, value in (overrides or {}).items():
+        name = key.lower()
+        if name not in {f.name for f in fields(Config)}:
+            raise ConfigError(f"unknown setting {key!r}")
+        values[name] = value
+    config = Config(**values)
+    if config.env not in ENVIRONMENTS:
+        raise ConfigError(
+            f"PIXWEB_ENV must be one of {', '.join(ENVIRONMENTS)}, not {config.env!r}"
+        )
+    return _with_secrets(config)
+
+
+def _coerce(name: str, raw: str) -> Any:
+    if name == "token_ttl_seconds":
+        try:
+            return int(raw)
+        except ValueError as exc:
+            raise ConfigError(f"PIXWEB_{name.upper()} must be an integer") from exc
+    if name in {"testing", "auto_migrate"}:
+        return raw.lower() in {"1", "true", "yes"}
+    return raw
+
+
+def _with_secrets(config: Config) -> Config:
+    """Refuse missing secrets in production; in development keep generated ones in instance/."""
+    missing = [name for name in _SECRET_SETTINGS if not getattr(config, name)]
+    if not missing:
+        return config
+    if config.production:
+        names = ", ".join(_ENV_PREFIX + name.upper() for name in missing)
+        raise ConfigError(f"production needs explicit secrets: set {names}")
+    if config.testing:
+        fresh: dict[str, Any] = {name: secrets.token_urlsafe(32) for name in missing}
+        return replace(config, **fresh)
+    folder = Path(config.instance_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    generated: dict[str, Any] = {}
+    for name in missing:
+        path = folder / name
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(32))
+            path.chmod(0o600)
+        generated[name] = path.read_text().strip()
+    return replace(config, **generated)
+
+
+def tortoise_config(database_url: str) -> dict[str, Any]:
+    """Return the Tortoise ORM config for one database URL."""
+    return {
+        "connections": {"default": database_url},
+        "apps": {
+            "models": {
+                "models": ["pixweb.models"],
+                "default_connection": "default",
+                "migrations": MIGRATIONS_MODULE,
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so that importing this module reads no environment (for the tortoise CLI).
+    if name == "TORTOISE_ORM":
+        return tortoise_config(os.environ.get("PIXWEB_DATABASE_URL", Config.database_url))
+    raise AttributeError(name)

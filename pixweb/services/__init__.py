@@ -1,0 +1,1 @@
+"""Business rules. Functions take collaborators keyword-only and raise PixwebError."""

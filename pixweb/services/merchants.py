@@ -1,0 +1,107 @@
+"""Merchants: registration, password login and the bearer tokens that follow."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import timedelta
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from tortoise.exceptions import IntegrityError
+
+from pixweb.errors import AuthenticationError, ConflictError, InvalidInputError
+from pixweb.models import Merchant
+from pixweb.pix import brcode, keys
+from pixweb.services.clock import utcnow
+
+_hasher = PasswordHasher()
+# Verified against when the e-mail is unknown, so both failures cost the same time.
+_DUMMY_HASH = _hasher.hash("pixweb-timing-equalizer")
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+_JWT_ALGORITHM = "HS256"
+BAD_CREDENTIALS = "invalid e-mail or password"
+PASSWORD_MIN, PASSWORD_MAX = 8, 256
+
+
+def normalize_email(email: str) -> str:
+    """Lower-case and check an e-mail address, or raise InvalidInputError."""
+    email = email.strip().lower()
+    if len(email) > 254 or not _EMAIL.fullmatch(email):
+        raise InvalidInputError(
+            "invalid e-mail address", fields={"email": "invalid e-mail address"}
+        )
+    return email
+
+
+def _check_text(field: str, value: str, limit: int) -> str:
+    value = value.strip()
+    # The BR Code keeps only printable ASCII: a name with nothing left would make no code.
+    if not value or len(value) > limit or not brcode.ascii_text(value, limit):
+        message = f"must have 1 to {limit} characters, some of them letters or digits"
+        raise InvalidInputError(f"{field} {message}", fields={field: message})
+    return value
+
+
+async def register_merchant(
+    *, name: str, email: str, password: str, city: str, pix_key: str
+) -> Merchant:
+    """Create a merchant with a hashed password; a taken e-mail is a ConflictError."""
+    name = _check_text("name", name, 100)
+    city = _check_text("city", city, 60)
+    email = normalize_email(email)
+    if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
+        message = f"must have {PASSWORD_MIN} to {PASSWORD_MAX} characters"
+        raise InvalidInputError(f"password {message}", fields={"password": message})
+    try:
+        key_type, key = keys.normalize(pix_key)
+    except InvalidInputError as exc:
+        raise InvalidInputError(exc.detail, fields={"pix_key": exc.detail}) from exc
+    password_hash = await asyncio.to_thread(_hasher.hash, password)
+    try:
+        return await Merchant.create(
+            name=name,
+            email=email,
+            password_hash=password_hash,
+            city=city,
+            pix_key=key,
+            pix_key_type=key_type.value,
+        )
+    except IntegrityError as exc:
+        raise ConflictError("a merchant with this e-mail already exists") from exc
+
+
+async def authenticate(email: str, password: str) -> Merchant:
+    """Return the merchant owning these credentials; one message for every failure."""
+    merchant = await Merchant.get_or_none(email=email.strip().lower())
+    stored = merchant.password_hash if merchant else _DUMMY_HASH
+    try:
+        await asyncio.to_thread(_hasher.verify, stored, password)
+    except (VerificationError, InvalidHashError):
+        merchant = None
+    if merchant is None:
+        raise AuthenticationError(BAD_CREDENTIALS)
+    return merchant
+
+
+def issue_token(merchant: Merchant, *, secret: str, ttl_seconds: int) -> str:
+    """Sign an HS256 access token whose subject is the merchant id."""
+    now = utcnow()
+    claims = {"sub": str(merchant.id), "iat": now, "exp": now + timedelta(seconds=ttl_seconds)}
+    return jwt.encode(claims, secret, algorithm=_JWT_ALGORITHM)
+
+
+async def merchant_from_token(token: str, *, secret: str) -> Merchant:
+    """Verify a bearer token (algorithm pinned, expiry required) and load its merchant."""
+    try:
+        claims = jwt.decode(
+            token, secret, algorithms=[_JWT_ALGORITHM], options={"require": ["exp", "sub"]}
+        )
+        merchant_id = int(claims["sub"])
+    except (jwt.InvalidTokenError, ValueError) as exc:
+        raise AuthenticationError("invalid or expired token") from exc
+    merchant = await Merchant.get_or_none(id=merchant_id)
+    if merchant is None:
+        raise AuthenticationError("invalid or expired token")
+    return merchant

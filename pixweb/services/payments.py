@@ -1,0 +1,231 @@
+"""PIX charges: create, list, cancel and confirm, publishing each change after commit."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import secrets
+import string
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q
+from tortoise.transactions import in_transaction
+
+from pixweb.broker import Broker
+from pixweb.errors import ConflictError, InvalidInputError, NotFoundError, UnprocessableError
+from pixweb.models import Merchant, Payment, PaymentStatus
+from pixweb.pix import brcode
+from pixweb.services.clock import utcnow
+
+TXID_ALPHABET = string.ascii_letters + string.digits
+TXID_LENGTH = 25
+EXPIRES_MIN, EXPIRES_MAX, EXPIRES_DEFAULT = 60, 7 * 24 * 3600, 3600
+PAGE_MAX = 100
+_TEMPLATE_26_MAX = 99
+
+
+def payment_channel(payment_id: UUID | str) -> str:
+    """Name the broker channel of one payment."""
+    return f"payment:{payment_id}"
+
+
+def new_txid() -> str:
+    """Draw a 25-character alphanumeric txid (about 148 bits)."""
+    return "".join(secrets.choice(TXID_ALPHABET) for _ in range(TXID_LENGTH))
+
+
+def _brcode_description(key: str, description: str | None) -> str | None:
+    # Field 26 holds GUI (18), key (4 + len) and description (4 + len) in 99 characters:
+    # the description is informative, so it gives way when the key is long.
+    if not description:
+        return None
+    room = _TEMPLATE_26_MAX - 18 - (4 + len(key)) - 4
+    text = brcode.ascii_text(description, min(72, room)) if room > 0 else ""
+    return text or None
+
+
+def _request_hash(amount_cents: int, description: str | None, expires_in: int) -> str:
+    canonical = json.dumps([amount_cents, description, expires_in], separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def create_payment(
+    merchant: Merchant,
+    *,
+    amount_cents: int,
+    description: str | None = None,
+    expires_in: int = EXPIRES_DEFAULT,
+    idempotency_key: str | None = None,
+) -> tuple[Payment, bool]:
+    """Create a pending charge with its BR Code; return it and whether it is new.
+
+    With an idempotency key, a repeat of the same request returns the first payment and
+    the same key with another request is a ConflictError.
+    """
+    if not EXPIRES_MIN <= expires_in <= EXPIRES_MAX:
+        raise InvalidInputError(
+            f"expires_in must be {EXPIRES_MIN}..{EXPIRES_MAX} seconds",
+            fields={"expires_in": f"must be between {EXPIRES_MIN} and {EXPIRES_MAX}"},
+        )
+    request_hash = _request_hash(amount_cents, description, expires_in) if idempotency_key else None
+    if idempotency_key:
+        existing = await _idempotent_replay(merchant, idempotency_key, request_hash)
+        if existing:
+            return existing, False
+    txid = new_txid()
+    code = brcode.build(
+        key=merchant.pix_key,
+        name=merchant.name,
+        city=merchant.city,
+        amount_cents=amount_cents,
+        txid=txid,
+        description=_brcode_description(merchant.pix_key, description),
+    )
+    now = utcnow()
+    try:
+        payment = await Payment.create(
+            merchant=merchant,
+            amount_cents=amount_cents,
+            description=description,
+            txid=txid,
+            brcode=code,
+            created_at=now,
+            expires_at=now + timedelta(seconds=expires_in),
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+        )
+    except IntegrityError:
+        # Lost a race with the same idempotency key: the winner's payment is the answer.
+        if idempotency_key:
+            existing = await _idempotent_replay(merchant, idempotency_key, request_hash)
+            if existing:
+                return existing, False
+        raise
+    return payment, True
+
+
+async def _idempotent_replay(
+    merchant: Merchant, key: str, request_hash: str | None
+) -> Payment | None:
+    existing = await Payment.get_or_none(merchant_id=merchant.id, idempotency_key=key)
+    if existing is not None and existing.request_hash != request_hash:
+        raise ConflictError("Idempotency-Key already used with a different request")
+    return existing
+
+
+async def get_payment(payment_id: UUID, *, merchant_id: int | None = None) -> Payment:
+    """Load a payment (restricted to one merchant when given), or raise NotFoundError."""
+    query = Payment.filter(id=payment_id)
+    if merchant_id is not None:
+        query = query.filter(merchant_id=merchant_id)
+    payment = await query.select_related("merchant").first()
+    if payment is None:
+        raise NotFoundError("payment not found")
+    return payment
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Payment]
+    next_cursor: str | None
+
+
+def _status_filter(status: PaymentStatus, now: datetime) -> Q:
+    if status == PaymentStatus.EXPIRED:
+        return Q(status=PaymentStatus.PENDING, expires_at__lte=now)
+    if status == PaymentStatus.PENDING:
+        return Q(status=PaymentStatus.PENDING, expires_at__gt=now)
+    return Q(status=status)
+
+
+def _encode_cursor(payment: Payment) -> str:
+    raw = f"{payment.created_at.isoformat()}|{payment.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> Q:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, payment_id = raw.split("|")
+        created_at, last_id = datetime.fromisoformat(created), UUID(payment_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidInputError("invalid cursor", fields={"cursor": "invalid cursor"}) from exc
+    return Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=last_id)
+
+
+async def list_payments(
+    merchant_id: int,
+    *,
+    status: PaymentStatus | None = None,
+    limit: int = 20,
+    cursor: str | None = None,
+) -> Page:
+    """List a merchant's payments newest first, a page at a time."""
+    query = Payment.filter(merchant_id=merchant_id)
+    if status is not None:
+        query = query.filter(_status_filter(status, utcnow()))
+    if cursor:
+        query = query.filter(_decode_cursor(cursor))
+    items = await query.order_by("-created_at", "-id").limit(limit + 1)
+    more = len(items) > limit
+    items = items[:limit]
+    return Page(items, _encode_cursor(items[-1]) if more else None)
+
+
+async def cancel_payment(payment_id: UUID, *, merchant_id: int, broker: Broker) -> Payment:
+    """Cancel a pending, unexpired payment; anything else is a ConflictError."""
+    now = utcnow()
+    updated = await Payment.filter(
+        id=payment_id, merchant_id=merchant_id, status=PaymentStatus.PENDING, expires_at__gt=now
+    ).update(status=PaymentStatus.CANCELLED)
+    payment = await get_payment(payment_id, merchant_id=merchant_id)
+    if not updated:
+        raise ConflictError(f"payment is {payment.status_at(now)}, only pending can be cancelled")
+    await _publish(broker, payment, "payment.cancelled")
+    return payment
+
+
+async def confirm_payment(
+    *, txid: str, amount_cents: int, end_to_end_id: str | None, broker: Broker
+) -> Payment:
+    """Mark a payment paid by its txid, exactly once, then publish `payment.paid`.
+
+    The state change is a conditional UPDATE (pending and unexpired), so any number of
+    concurrent confirmations change the row once; the others read it back as paid.
+    """
+    payment = await Payment.get_or_none(txid=txid).select_related("merchant")
+    if payment is None:
+        raise NotFoundError("no payment with this bank_payment_id")
+    if amount_cents != payment.amount_cents:
+        raise UnprocessableError(
+            "value differs from the payment's amount", fields={"value": "does not match"}
+        )
+    now = utcnow()
+    try:
+        async with in_transaction():
+            updated = await Payment.filter(
+                id=payment.id, status=PaymentStatus.PENDING, expires_at__gt=now
+            ).update(status=PaymentStatus.PAID, paid_at=now, end_to_end_id=end_to_end_id)
+    except IntegrityError as exc:
+        raise ConflictError("end_to_end_id already settled another payment") from exc
+    await payment.refresh_from_db()
+    if updated:
+        await _publish(broker, payment, "payment.paid")
+        return payment
+    if payment.status == PaymentStatus.PAID:
+        if end_to_end_id and payment.end_to_end_id and end_to_end_id != payment.end_to_end_id:
+            raise ConflictError("payment already settled by another end_to_end_id")
+        return payment
+    raise ConflictError(f"payment is {payment.status_at(now)} and cannot be confirmed")
+
+
+async def _publish(broker: Broker, payment: Payment, event_type: str) -> None:
+    await broker.publish(
+        payment_channel(payment.id),
+        {"type": event_type, "payment_id": str(payment.id), "status": str(payment.status)},
+    )

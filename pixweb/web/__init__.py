@@ -1,0 +1,1 @@
+"""Server-rendered pages (pt-BR) and HTMX partials; hidden from OpenAPI."""

@@ -1,0 +1,64 @@
+"""Helpers shared by tests: optional services, signed webhook calls."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import pytest
+
+from pixweb.services import webhooks
+
+
+def need(what: str, env_flag: str, reason: str) -> None:
+    """Skip with `reason`, or fail when `env_flag` demands `what` (as CI does)."""
+    if os.environ.get(env_flag) == "1":
+        pytest.fail(f"{what} required by {env_flag}=1 but unavailable: {reason}")
+    pytest.skip(reason)
+
+
+def signed(payload: Any, secret: str) -> tuple[bytes, dict[str, str]]:
+    """Body and headers of a bank confirmation signed with `secret`."""
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    headers = {
+        "Content-Type": "application/json",
+        webhooks.SIGNATURE_HEADER: webhooks.sign(body, secret),
+    }
+    return body, headers
+
+
+async def fresh_postgres_database() -> tuple[str, Any]:
+    """Create an empty PostgreSQL database for one test: (its URL, an async dropper).
+
+    Skips (or fails under PIXWEB_REQUIRE_SERVICES=1) when PIXWEB_TEST_DATABASE_URL is unset
+    or the server does not answer.
+    """
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    import asyncpg
+
+    url = os.environ.get("PIXWEB_TEST_DATABASE_URL")
+    if not url:
+        need("PostgreSQL", "PIXWEB_REQUIRE_SERVICES", "PIXWEB_TEST_DATABASE_URL is not set")
+    assert url is not None
+    admin_dsn = url.replace("postgres://", "postgresql://", 1)
+    try:
+        admin = await asyncpg.connect(admin_dsn, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        need("PostgreSQL", "PIXWEB_REQUIRE_SERVICES", f"PostgreSQL unreachable at {url}: {exc}")
+    name = f"pixweb_test_{uuid.uuid4().hex[:12]}"
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    parts = urlsplit(url)
+    test_url = urlunsplit(parts._replace(path=f"/{name}"))
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(admin_dsn, timeout=5)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    return test_url, drop

@@ -1,0 +1,112 @@
+"""The `pixweb` command, run as a user runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from quart.typing import TestClientProtocol as Client
+
+from pixweb.pix import brcode
+from tests.support import need
+
+BCB_EXAMPLE = (
+    "00020126580014br.gov.bcb.pix0136123e4567-e12b-12d1-a456-426655440000"
+    "5204000053039865802BR5913Fulano de Tal6008BRASILIA62070503***63041D3D"
+)
+
+
+def pixweb(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pixweb.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        env=env,
+        check=False,
+    )
+
+
+def test_brcode_decode_prints_fields_and_exits_zero_for_a_valid_code() -> None:
+    result = pixweb("brcode", "decode", BCB_EXAMPLE)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["valid"] is True
+    assert report["name"] == "Fulano de Tal"
+    assert report["key"] == "123e4567-e12b-12d1-a456-426655440000"
+
+
+def test_brcode_decode_exits_one_and_names_the_error_for_a_bad_crc() -> None:
+    result = pixweb("brcode", "decode", BCB_EXAMPLE[:-1] + "E")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert [e["code"] for e in report["errors"]] == ["crc_mismatch"]
+
+
+def test_migrate_then_merchant_create_on_a_fresh_sqlite_file(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "PIXWEB_DATABASE_URL": f"sqlite://{tmp_path / 'cli.sqlite3'}",
+        "PIXWEB_INSTANCE_PATH": str(tmp_path / "instance"),
+    }
+    assert pixweb("migrate", env=env).returncode == 0
+    args = [
+        "merchant",
+        "create",
+        "--name",
+        "Açaí da Praia",
+        "--email",
+        "Acai@Example.com",
+        "--password",
+        "s3nha-segura",
+        "--city",
+        "Florianópolis",
+        "--pix-key",
+        "+5548999990000",
+    ]
+    created = pixweb(*args, env=env)
+    assert created.returncode == 0, created.stderr
+    assert "acai@example.com (phone key)" in created.stdout
+    duplicate = pixweb(*args, env=env)
+    assert duplicate.returncode != 0
+    assert "already exists" in duplicate.stderr
+    bad_key = pixweb(*args[:-1], "12345678900", env=env)
+    assert bad_key.returncode != 0
+    assert "CPF" in bad_key.stderr or "check digit" in bad_key.stderr.lower()
+
+
+async def test_created_code_scans_with_an_independent_reader(
+    client: Client, auth: dict[str, str], tmp_path: Path
+) -> None:
+    """zbarimg (ZBar) reads the PNG back to the exact payload, which decodes cleanly."""
+    if shutil.which("zbarimg") is None:
+        # CI installs zbar-tools with the browser, under the same flag.
+        need("zbarimg", "PIXWEB_REQUIRE_BROWSER", "zbarimg (Debian zbar-tools) is not installed")
+    created = await client.post(
+        "/payments/pix",
+        json={"value": "1234.56", "description": "Pedido nº 42 — açaí"},
+        headers=auth,
+    )
+    payment = await created.get_json()
+    image = await client.get(f"/payments/pix/qr_code/{payment['id']}.png")
+    path = tmp_path / "qr.png"
+    path.write_bytes(await image.get_data())
+    scan = await asyncio.create_subprocess_exec(
+        "zbarimg", "--quiet", "--raw", "-Sbinary", str(path), stdout=asyncio.subprocess.PIPE
+    )
+    stdout, _ = await asyncio.wait_for(scan.communicate(), 30)
+    assert scan.returncode == 0
+    scanned = stdout.decode().rstrip("\n")
+    assert scanned == payment["brcode"]
+    decoded = brcode.decode(scanned)
+    assert decoded.errors == () and decoded.warnings == ()
+    assert decoded.amount == "1234.56"
+    assert decoded.txid == payment["bank_payment_id"]

@@ -1,0 +1,56 @@
+"""App-wide invariants, checked by walking the URL map rather than listing routes by hand."""
+
+from __future__ import annotations
+
+import re
+
+from quart import Quart
+from quart.typing import TestClientProtocol as Client
+
+# Routes that change state without a token or signature, on purpose: account creation,
+# login, and the development sandbox (404 in production, tested in tests/web).
+PUBLIC_WRITES = {"/auth/register", "/auth/login", "/payments/pix/<uuid:payment_id>/simulate"}
+STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def _openapi_path(rule: str) -> str:
+    return re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule)
+
+
+def _sample_url(rule: str) -> str:
+    return re.sub(r"<(?:uuid:)?[^>]+>", "00000000-0000-4000-8000-000000000000", rule)
+
+
+async def test_every_json_route_is_documented_and_no_page_is(app: Quart, client: Client) -> None:
+    spec = await (await client.get("/openapi.json")).get_json()
+    documented = {(path, method.upper()) for path, item in spec["paths"].items() for method in item}
+    for rule in app.url_map.iter_rules():
+        blueprint = rule.endpoint.partition(".")[0]
+        methods = (rule.methods or set()) - {"HEAD", "OPTIONS"}
+        for method in methods:
+            key = (_openapi_path(rule.rule), method)
+            if blueprint.startswith("api_"):
+                assert key in documented, f"{method} {rule.rule} missing from OpenAPI"
+            elif blueprint.startswith("web_"):
+                assert key not in documented, f"page {rule.rule} leaked into OpenAPI"
+
+
+async def test_every_state_changing_route_needs_credentials(app: Quart, client: Client) -> None:
+    checked = 0
+    for rule in app.url_map.iter_rules():
+        if rule.websocket or rule.rule in PUBLIC_WRITES:
+            continue
+        for method in (rule.methods or set()) & STATE_CHANGING:
+            response = await client.open(_sample_url(rule.rule), method=method, json={})
+            assert response.status_code == 401, f"{method} {rule.rule} answered without auth"
+            checked += 1
+    assert checked >= 3
+
+
+async def test_api_docs_load_no_asset_from_another_host(client: Client) -> None:
+    page = (await (await client.get("/docs")).get_data()).decode()
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert assets, "the docs page should load Swagger UI"
+    for asset in assets:
+        assert asset.startswith("/static/"), f"external asset {asset}"
+        assert (await client.get(asset)).status_code == 200

@@ -1,0 +1,155 @@
+"""The payment socket, through Quart's test client: what a connected page really receives."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from quart.testing.connections import WebsocketDisconnectError
+from quart.typing import TestClientProtocol as Client
+
+from pixweb.models import Payment
+from pixweb.services.clock import utcnow
+
+UNKNOWN = "00000000-0000-4000-8000-000000000000"
+
+
+async def create(client: Client, auth: dict[str, str], **body: Any) -> dict[str, Any]:
+    response = await client.post("/payments/pix", json={"value": "10.00", **body}, headers=auth)
+    assert response.status_code == 201
+    return dict(await response.get_json())
+
+
+async def confirm(client: Client, sign: Any, payment: dict[str, Any]) -> int:
+    body, headers = sign({"bank_payment_id": payment["bank_payment_id"], "value": payment["value"]})
+    response = await client.post("/payments/pix/confirmation", data=body, headers=headers)
+    return response.status_code
+
+
+async def receive(socket: Any, within: float = 2.0) -> str:
+    return str(await asyncio.wait_for(socket.receive(), within))
+
+
+async def nothing_more(socket: Any, wait: float = 0.2) -> None:
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(socket.receive(), wait)
+
+
+async def test_connect_sends_current_state_then_the_paid_fragment(
+    client: Client, auth: dict[str, str], sign: Any
+) -> None:
+    payment = await create(client, auth)
+    async with client.websocket(f"/ws/payments/{payment['id']}") as socket:
+        first = await receive(socket)
+        assert 'id="payment-status"' in first and 'data-status="pending"' in first
+        assert 'hx-swap-oob="true"' in first
+        assert await confirm(client, sign, payment) == 200
+        pushed = await receive(socket)
+        assert 'data-status="paid"' in pushed and "Pagamento confirmado" in pushed
+        await nothing_more(socket)
+
+
+async def test_a_page_connecting_after_the_payment_sees_paid_at_once(
+    client: Client, auth: dict[str, str], sign: Any
+) -> None:
+    payment = await create(client, auth)
+    assert await confirm(client, sign, payment) == 200
+    async with client.websocket(f"/ws/payments/{payment['id']}") as socket:
+        assert 'data-status="paid"' in await receive(socket)
+
+
+async def test_fifty_concurrent_confirmations_push_exactly_once(
+    client: Client, auth: dict[str, str], sign: Any
+) -> None:
+    payment = await create(client, auth)
+    async with client.websocket(f"/ws/payments/{payment['id']}") as socket:
+        await receive(socket)
+        statuses = await asyncio.gather(*(confirm(client, sign, payment) for _ in range(50)))
+        assert statuses == [200] * 50
+        assert 'data-status="paid"' in await receive(socket)
+        await nothing_more(socket, 0.3)
+
+
+async def test_two_sockets_on_two_payments_receive_only_their_own_events(
+    client: Client, auth: dict[str, str], sign: Any
+) -> None:
+    first, second = await create(client, auth), await create(client, auth)
+    async with (
+        client.websocket(f"/ws/payments/{first['id']}") as one,
+        client.websocket(f"/ws/payments/{second['id']}") as two,
+    ):
+        await receive(one)
+        await receive(two)
+        assert await confirm(client, sign, second) == 200
+        assert 'data-status="paid"' in await receive(two)
+        await nothing_more(one)
+        cancelled = await client.post(f"/payments/{first['id']}/cancel", headers=auth)
+        assert cancelled.status_code == 200
+        assert 'data-status="cancelled"' in await receive(one)
+        await nothing_more(two)
+
+
+async def test_expiry_is_pushed_when_it_happens_without_any_request(
+    client: Client, auth: dict[str, str]
+) -> None:
+    payment = await create(client, auth)
+    soon = utcnow() + timedelta(milliseconds=300)
+    await Payment.filter(id=payment["id"]).update(expires_at=soon)
+    async with client.websocket(f"/ws/payments/{payment['id']}") as socket:
+        assert 'data-status="pending"' in await receive(socket)
+        expired = await receive(socket, within=3)
+        assert 'data-status="expired"' in expired
+        assert "<svg" not in expired  # the QR code is gone with the pending state
+
+
+async def test_json_format_uses_the_seed_event_names(
+    client: Client, auth: dict[str, str], sign: Any
+) -> None:
+    payment = await create(client, auth)
+    async with client.websocket(f"/ws/payments/{payment['id']}?format=json") as socket:
+        first = json.loads(await receive(socket))
+        assert first["event"] == "payment-status"
+        assert first["data"]["status"] == "pending"
+        assert first["data"]["id"] == payment["id"]
+        assert await confirm(client, sign, payment) == 200
+        confirmed = json.loads(await receive(socket))
+        assert confirmed["event"] == f"payment-confirmed-{payment['id']}"
+        assert confirmed["data"]["status"] == "paid"
+        assert confirmed["data"]["paid_at"] is not None
+
+
+async def test_unknown_payment_is_closed_with_policy_violation(client: Client) -> None:
+    async with client.websocket(f"/ws/payments/{UNKNOWN}") as socket:
+        with pytest.raises(WebsocketDisconnectError) as closed:
+            await receive(socket)
+    assert closed.value.args[0] == 1008
+
+
+async def test_client_messages_are_ignored_and_big_ones_close_the_socket(
+    client: Client, auth: dict[str, str], sign: Any
+) -> None:
+    payment = await create(client, auth)
+    async with client.websocket(f"/ws/payments/{payment['id']}") as socket:
+        await receive(socket)
+        await socket.send("hello")
+        await socket.send(json.dumps({"event": "anything"}))
+        assert await confirm(client, sign, payment) == 200
+        assert 'data-status="paid"' in await receive(socket)  # still served
+        await socket.send("x" * 100_000)
+        with pytest.raises(WebsocketDisconnectError) as closed:
+            await receive(socket)
+    assert closed.value.args[0] == 1009
+
+
+async def test_unsubscribing_leaves_no_channel_behind(
+    client: Client, auth: dict[str, str], broker: Any
+) -> None:
+    payment = await create(client, auth)
+    for _ in range(20):
+        async with client.websocket(f"/ws/payments/{payment['id']}") as socket:
+            await receive(socket)
+    await asyncio.sleep(0.05)
+    assert broker.channel_count == 0
