@@ -1,7 +1,8 @@
 """Pub/sub between the services that change state and the sockets that show it.
 
 Events are small JSON objects on per-entity channels (`payment:<id>`, `account:<id>`);
-no HTML crosses the broker. `make_broker(url)` picks the backend by URL scheme.
+no HTML crosses the broker. Subscribers of one process may receive the same decoded
+event object: treat events as read-only. `make_broker(url)` picks the backend by URL scheme.
 
 Slow consumers: every subscription has a bounded queue. When a publish finds it
 full, the subscription is *dropped*: its iterator raises `SubscriptionLaggedError` and

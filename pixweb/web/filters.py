@@ -1,11 +1,13 @@
-"""Jinja filters for pt-BR pages."""
+"""Jinja filters and globals for pt-BR pages."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from quart import Quart
+from quart import Quart, url_for
 
 from pixweb import money
 
@@ -22,7 +24,14 @@ def local_time(moment: datetime) -> str:
     return moment.astimezone(BRAZIL).strftime("%d/%m/%Y às %H:%M")
 
 
+def ws_path(endpoint: str, **values: Any) -> str:
+    """The path of a WebSocket route: the htmx ws extension adds ws:// or wss:// to match
+    the page, where url_for would name the host and scheme the request came with."""
+    return urlsplit(url_for(endpoint, **values)).path
+
+
 def init_app(app: Quart) -> None:
-    """Register the filters on the app's Jinja environment."""
+    """Register the filters and globals on the app's Jinja environment."""
     app.add_template_filter(brl)
     app.add_template_filter(local_time)
+    app.add_template_global(ws_path)

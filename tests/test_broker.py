@@ -1,0 +1,111 @@
+"""The Broker contract: one suite, run against every backend."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from typing import Any
+
+import pytest
+
+from pixweb import broker as broker_module
+from pixweb.broker import QUEUE_SIZE, Broker, MemoryBroker, SubscriptionLaggedError, make_broker
+
+
+@pytest.fixture(params=["memory"])
+async def broker(request: pytest.FixtureRequest) -> AsyncIterator[Broker]:
+    backend = make_broker(f"{request.param}://")
+    try:
+        yield backend
+    finally:
+        await backend.close()
+
+
+async def next_event(events: AsyncIterator[dict[str, Any]], within: float = 1.0) -> dict[str, Any]:
+    return await asyncio.wait_for(anext(events), within)
+
+
+async def test_publish_reaches_the_channels_subscribers_only(broker: Broker) -> None:
+    async with broker.subscribe("payment:1") as one, broker.subscribe("payment:2") as two:
+        await broker.publish("payment:1", {"type": "payment.paid", "n": 1})
+        assert await next_event(one) == {"type": "payment.paid", "n": 1}
+        with pytest.raises(TimeoutError):
+            await next_event(two, 0.05)
+
+
+async def test_every_subscriber_of_a_channel_gets_each_event_in_order(broker: Broker) -> None:
+    async with AsyncExitStack() as stack:
+        subs = [await stack.enter_async_context(broker.subscribe("c")) for _ in range(5)]
+        for n in range(3):
+            await broker.publish("c", {"n": n})
+        for events in subs:
+            assert [(await next_event(events))["n"] for _ in range(3)] == [0, 1, 2]
+
+
+async def test_a_timed_out_wait_leaves_the_subscription_usable(broker: Broker) -> None:
+    async with broker.subscribe("c") as events:
+        with pytest.raises(TimeoutError):
+            await next_event(events, 0.01)
+        await broker.publish("c", {"n": 1})
+        assert await next_event(events) == {"n": 1}
+
+
+async def test_subscribers_never_share_the_publishers_objects(broker: Broker) -> None:
+    event = {"data": {"n": 1}}
+    async with broker.subscribe("c") as events:
+        await broker.publish("c", event)
+        event["data"]["n"] = 42
+        assert await next_event(events) == {"data": {"n": 1}}
+
+
+async def test_events_must_be_json(broker: Broker) -> None:
+    async with broker.subscribe("c"):
+        with pytest.raises(TypeError):
+            await broker.publish("c", {"when": object()})
+
+
+async def test_a_slow_subscriber_is_dropped_without_blocking_anyone(broker: Broker) -> None:
+    async with broker.subscribe("c") as slow, broker.subscribe("c") as fast:
+        for n in range(QUEUE_SIZE + 5):
+            await asyncio.wait_for(broker.publish("c", {"n": n}), 1)  # never blocks
+            assert (await next_event(fast))["n"] == n
+        with pytest.raises(SubscriptionLaggedError):
+            while True:
+                await next_event(slow)
+
+
+async def test_connect_disconnect_leaves_nothing_behind() -> None:
+    broker = MemoryBroker()
+    for n in range(1000):
+        async with broker.subscribe(f"payment:{n % 7}"):
+            pass
+    assert broker.channel_count == 0
+    await broker.publish("payment:1", {"n": 1})  # nobody listens: a no-op, no channel made
+    assert broker.channel_count == 0
+
+
+async def test_publishing_touches_only_that_channels_subscribers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    offers: list[object] = []
+    original = broker_module._Subscriber.offer
+
+    def counting_offer(self: Any, event: Any) -> None:
+        offers.append(self)
+        original(self, event)
+
+    monkeypatch.setattr(broker_module._Subscriber, "offer", counting_offer)
+    broker = MemoryBroker()
+    async with AsyncExitStack() as stack:
+        for n in range(1000):
+            await stack.enter_async_context(broker.subscribe(f"payment:{n}"))
+        watched = [await stack.enter_async_context(broker.subscribe("payment:x")) for _ in range(3)]
+        await broker.publish("payment:x", {"n": 1})
+        assert len(offers) == 3
+        assert set(offers) == set(watched)
+
+
+def test_unknown_scheme_is_refused() -> None:
+    with pytest.raises(ValueError, match="unsupported broker"):
+        make_broker("kafka://localhost")

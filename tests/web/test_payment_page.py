@@ -1,0 +1,101 @@
+"""The payer's page and the sandbox, through the test client."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from quart import Quart
+from quart.typing import TestClientProtocol as Client
+
+from pixweb.models import Payment, PaymentStatus
+from pixweb.pix import brcode
+
+UNKNOWN = "00000000-0000-4000-8000-000000000000"
+
+
+async def create(client: Client, auth: dict[str, str], value: str = "1234.56") -> dict[str, Any]:
+    response = await client.post(
+        "/payments/pix", json={"value": value, "description": "Bolo de fubá"}, headers=auth
+    )
+    return dict(await response.get_json())
+
+
+async def test_page_shows_amount_merchant_qr_code_and_live_wiring(
+    client: Client, auth: dict[str, str]
+) -> None:
+    payment = await create(client, auth)
+    response = await client.get(f"/payments/pix/{payment['id']}")
+    assert response.status_code == 200
+    html = (await response.get_data()).decode()
+    assert "R$ 1.234,56" in html
+    assert "Padaria São João" in html and "Bolo de fubá" in html
+    assert payment["brcode"] in html
+    assert "<svg" in html and 'data-status="pending"' in html
+    assert f'ws-connect="/ws/payments/{payment["id"]}"' in html
+    assert "/static/vendor/htmx/htmx.min.js" in html and "/static/vendor/htmx/ws.js" in html
+    assert "Copiar código" in html and "data-countdown" in html
+    assert "Simular pagamento" in html  # development: the sandbox is on
+    assert response.headers["Vary"] == "HX-Request"
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+async def test_htmx_request_gets_only_the_status_partial(
+    client: Client, auth: dict[str, str]
+) -> None:
+    payment = await create(client, auth)
+    response = await client.get(f"/payments/pix/{payment['id']}", headers={"HX-Request": "true"})
+    html = (await response.get_data()).decode()
+    assert html.lstrip().startswith('<div id="payment-status"')
+    assert "<html" not in html
+
+
+async def test_unknown_payment_is_a_portuguese_404_page(client: Client) -> None:
+    response = await client.get(f"/payments/pix/{UNKNOWN}", headers={"Accept": "text/html"})
+    assert response.status_code == 404
+    html = (await response.get_data()).decode()
+    assert "Página não encontrada" in html and '<html lang="pt-BR">' in html
+
+
+async def test_simulate_pays_through_the_confirmation_service(
+    client: Client, auth: dict[str, str], broker: Any
+) -> None:
+    payment = await create(client, auth)
+    async with broker.subscribe(f"payment:{payment['id']}") as events:
+        response = await client.post(f"/payments/pix/{payment['id']}/simulate")
+        assert response.status_code == 200
+        assert 'data-status="paid"' in (await response.get_data()).decode()
+        event = await anext(events)
+    assert event["type"] == "payment.paid"
+    stored = await Payment.get(id=payment["id"])
+    assert stored.status == PaymentStatus.PAID and stored.paid_at is not None
+    again = await client.post(f"/payments/pix/{payment['id']}/simulate")
+    assert again.status_code == 200  # idempotent, as the bank's call
+
+
+async def test_simulate_a_cancelled_payment_changes_nothing(
+    client: Client, auth: dict[str, str]
+) -> None:
+    payment = await create(client, auth)
+    await client.post(f"/payments/{payment['id']}/cancel", headers=auth)
+    response = await client.post(f"/payments/pix/{payment['id']}/simulate")
+    assert response.status_code == 409
+    assert 'data-status="cancelled"' in (await response.get_data()).decode()
+    assert (await Payment.get(id=payment["id"])).status == PaymentStatus.CANCELLED
+
+
+class TestProduction:
+    @pytest.fixture
+    def app_overrides(self) -> dict[str, Any]:
+        return {"env": "production", "secret_key": "s" * 32, "webhook_secret": "w" * 32}
+
+    async def test_no_sandbox_in_production(
+        self, app: Quart, client: Client, auth: dict[str, str]
+    ) -> None:
+        payment = await create(client, auth)
+        page = (await (await client.get(f"/payments/pix/{payment['id']}")).get_data()).decode()
+        assert "Simular pagamento" not in page
+        response = await client.post(f"/payments/pix/{payment['id']}/simulate")
+        assert response.status_code == 404
+        assert (await Payment.get(id=payment["id"])).status == PaymentStatus.PENDING
+        assert brcode.decode(payment["brcode"]).valid
