@@ -8,14 +8,16 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from quart import Quart, Response, request
+from quart import Quart, Response, current_app, request
 from quart.json.provider import DefaultJSONProvider
 from quart_schema import QuartSchema, RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
 from pixweb import db, ws
+from pixweb.api import accounts as api_accounts
 from pixweb.api import auth as api_auth
 from pixweb.api import errors as api_errors
+from pixweb.api import notifications as api_notifications
 from pixweb.api import payments as api_payments
 from pixweb.broker import make_broker
 from pixweb.config import Config, load_config
@@ -62,6 +64,8 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Quart:
     blueprints = (
         api_auth.blueprint,
         api_payments.blueprint,
+        api_accounts.blueprint,
+        api_notifications.blueprint,
         web_payments.blueprint,
         web_tools.blueprint,
         ws.blueprint,
@@ -74,14 +78,17 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Quart:
 
 
 def _strict_json_provider(app: Quart) -> DefaultJSONProvider:
-    """Keep quart-schema's encoder; decode numbers as Decimal and refuse NaN/Infinity."""
+    """Keep quart-schema's encoder; decode numbers as Decimal, so no float holds money.
 
-    def refuse_constant(name: str) -> Any:
-        raise ValueError(f"{name} is not valid JSON")
+    NaN and Infinity (not JSON, but Python's parser takes them) become Decimal too, so the
+    field's validation refuses them and the error names the field.
+    """
 
     class StrictJSONProvider(type(app.json)):  # type: ignore[misc]
+        ensure_ascii = False
+
         def loads(self, s: str | bytes, **kwargs: Any) -> Any:
-            return json.loads(s, parse_float=Decimal, parse_constant=refuse_constant)
+            return json.loads(s, parse_float=Decimal, parse_constant=Decimal)
 
     return StrictJSONProvider(app)
 
@@ -99,9 +106,24 @@ def _init_lifecycle(app: Quart, config: Config) -> None:
         await db.close_database()
 
 
-def _wants_html() -> bool:
+def _blueprint() -> str | None:
+    """The blueprint of the request's path, even when its method did not match (405)."""
     if request.blueprint is not None:
-        return request.blueprint.startswith("web_")
+        return request.blueprint
+    adapter = current_app.create_url_adapter(request)
+    for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+        try:
+            endpoint, _ = adapter.match(method=method)  # type: ignore[union-attr]
+        except HTTPException:
+            continue
+        return str(endpoint).partition(".")[0]
+    return None
+
+
+def _wants_html() -> bool:
+    blueprint = _blueprint()
+    if blueprint is not None:
+        return blueprint.startswith("web_")
     best = request.accept_mimetypes.best_match(["application/json", "text/html"])
     return best == "text/html"
 
@@ -116,6 +138,11 @@ def _init_error_handlers(app: Quart) -> None:
     @app.errorhandler(RequestSchemaValidationError)
     async def validation_error(error: RequestSchemaValidationError) -> Response:
         return api_errors.handle_validation_error(error)
+
+    @app.errorhandler(UnicodeDecodeError)
+    async def undecodable_body(error: UnicodeDecodeError) -> Response:
+        # Quart decodes the body as UTF-8 before parsing JSON, outside its error handling.
+        return api_errors.error_response(400, "invalid_body", "the body is not UTF-8 JSON")
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Any:

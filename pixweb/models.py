@@ -1,9 +1,10 @@
-"""Tortoise models: merchants and their PIX payments."""
+"""Tortoise models: merchants, their PIX payments, accounts, ledger and notifications."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 from uuid import uuid4
 
 from tortoise import fields
@@ -22,6 +23,17 @@ class PaymentStatus(StrEnum):
     EXPIRED = "expired"
 
 
+class MovementKind(StrEnum):
+    """Ledger movement kinds, named as the seed bank API names them (pt-BR)."""
+
+    DEPOSITO = "deposito"
+    SAQUE = "saque"
+    TRANSFERENCIA_ENVIADA = "transferencia_enviada"
+    TRANSFERENCIA_RECEBIDA = "transferencia_recebida"
+    PAGAMENTO = "pagamento"
+    PIX_RECEBIDO = "pix_recebido"
+
+
 class Merchant(Model):
     """A business that charges with PIX, paid to its Pix key."""
 
@@ -35,6 +47,7 @@ class Merchant(Model):
     created_at = fields.DatetimeField(auto_now_add=True)
 
     payments: fields.ReverseRelation[Payment]
+    account: fields.BackwardOneToOneRelation[Account]
 
     class Meta:
         table = "merchant"
@@ -71,3 +84,64 @@ class Payment(Model):
         if self.status == PaymentStatus.PENDING and now >= self.expires_at:
             return PaymentStatus.EXPIRED
         return self.status
+
+
+class Account(Model):
+    """A merchant's balance in centavos, changed only together with a Movement row."""
+
+    id = fields.IntField(primary_key=True)
+    merchant: fields.OneToOneRelation[Merchant] = fields.OneToOneField(
+        "models.Merchant", related_name="account", on_delete=fields.RESTRICT
+    )
+    balance_cents = fields.BigIntField(default=0)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    merchant_id: int
+
+    class Meta:
+        table = "account"
+
+
+class Movement(Model):
+    """One append-only ledger line: signed amount and the balance it left."""
+
+    id = fields.BigIntField(primary_key=True)
+    account: fields.ForeignKeyRelation[Account] = fields.ForeignKeyField(
+        "models.Account", related_name="movements", on_delete=fields.RESTRICT
+    )
+    kind = fields.CharEnumField(MovementKind, max_length=22)
+    amount_cents = fields.BigIntField()
+    balance_after_cents = fields.BigIntField()
+    reference = fields.CharField(max_length=64, null=True)
+    counterpart = fields.CharField(max_length=254, null=True)
+    description = fields.CharField(max_length=140, null=True)
+    created_at = fields.DatetimeField()
+    idempotency_key = fields.CharField(max_length=255, null=True)
+    request_hash = fields.CharField(max_length=64, null=True)
+
+    account_id: int
+
+    class Meta:
+        table = "movement"
+        unique_together = (("account_id", "idempotency_key"),)
+        indexes = (("account_id", "created_at"),)
+
+
+class Notification(Model):
+    """What a merchant is told about a movement, kept for the history and unread count."""
+
+    id = fields.BigIntField(primary_key=True)
+    merchant: fields.ForeignKeyRelation[Merchant] = fields.ForeignKeyField(
+        "models.Merchant", related_name="notifications", on_delete=fields.RESTRICT
+    )
+    tipo = fields.CharField(max_length=22)
+    mensagem = fields.CharField(max_length=200)
+    dados: dict[str, Any] = fields.JSONField(default=dict)
+    created_at = fields.DatetimeField()
+    read_at = fields.DatetimeField(null=True)
+
+    merchant_id: int
+
+    class Meta:
+        table = "notification"
+        indexes = (("merchant_id", "created_at"),)

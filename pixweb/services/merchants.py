@@ -10,9 +10,10 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
 
 from pixweb.errors import AuthenticationError, ConflictError, InvalidInputError
-from pixweb.models import Merchant
+from pixweb.models import Account, Merchant
 from pixweb.pix import brcode, keys
 from pixweb.services.clock import utcnow
 
@@ -60,14 +61,17 @@ async def register_merchant(
         raise InvalidInputError(exc.detail, fields={"pix_key": exc.detail}) from exc
     password_hash = await asyncio.to_thread(_hasher.hash, password)
     try:
-        return await Merchant.create(
-            name=name,
-            email=email,
-            password_hash=password_hash,
-            city=city,
-            pix_key=key,
-            pix_key_type=key_type.value,
-        )
+        async with in_transaction():
+            merchant = await Merchant.create(
+                name=name,
+                email=email,
+                password_hash=password_hash,
+                city=city,
+                pix_key=key,
+                pix_key_type=key_type.value,
+            )
+            await Account.create(merchant=merchant)
+            return merchant
     except IntegrityError as exc:
         raise ConflictError("a merchant with this e-mail already exists") from exc
 

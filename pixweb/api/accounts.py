@@ -1,0 +1,195 @@
+"""The merchant's account: balance, deposits, withdrawals, transfers, paying PIX codes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+from quart import Blueprint, request
+from quart_schema import (
+    document_headers,
+    tag,
+    validate_querystring,
+    validate_request,
+    validate_response,
+)
+
+from pixweb import money
+from pixweb.api.security import Handler, bearer_required
+from pixweb.api.types import Amount
+from pixweb.deps import current_merchant, get_broker
+from pixweb.models import Movement, MovementKind
+from pixweb.services import accounts, payments
+
+blueprint = Blueprint("api_accounts", __name__)
+
+
+class IdempotencyHeaders(BaseModel):
+    idempotency_key: str | None = Field(None, max_length=255)
+
+
+class AccountOut(BaseModel):
+    id: int
+    merchant_id: int
+    name: str
+    email: str
+    balance: str = Field(examples=["100.00"])
+    created_at: datetime
+
+
+class MovementOut(BaseModel):
+    id: int
+    kind: MovementKind
+    amount: str = Field(examples=["-30.00"], description="Signed: debits are negative")
+    balance_after: str
+    reference: str | None
+    counterpart: str | None
+    description: str | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, movement: Movement) -> MovementOut:
+        return cls.model_validate(accounts.movement_dict(movement))
+
+
+class MovementList(BaseModel):
+    items: list[MovementOut]
+    next_before: int | None = Field(description="Pass as `before` for the next page")
+
+
+class ValueIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    value: Amount
+
+
+class TransferIn(ValueIn):
+    to_email: str = Field(max_length=254)
+    description: str | None = Field(None, max_length=140)
+
+
+class PayIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    brcode: str = Field(min_length=1, max_length=1024, description="Pix Copia e Cola")
+
+
+class MovementsQuery(BaseModel):
+    kind: MovementKind | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = Field(20, ge=1, le=100)
+    before: int | None = Field(None, ge=1)
+
+
+def _idempotency_key() -> str | None:
+    return request.headers.get("Idempotency-Key") or None
+
+
+def _created(result: tuple[Movement, bool]) -> tuple[MovementOut, int]:
+    movement, created = result
+    return MovementOut.of(movement), 201 if created else 200
+
+
+@blueprint.get("/accounts/me")
+@tag(["accounts"])
+@bearer_required
+@validate_response(AccountOut)
+async def get_account() -> AccountOut:
+    """The merchant's account and balance."""
+    merchant = await current_merchant()
+    account = await accounts.get_account(merchant.id)
+    return AccountOut(
+        id=account.id,
+        merchant_id=merchant.id,
+        name=merchant.name,
+        email=merchant.email,
+        balance=money.format_amount(account.balance_cents),
+        created_at=account.created_at,
+    )
+
+
+def _money_route(path: str, body: type[BaseModel]) -> Callable[[Handler], Handler]:
+    """Stack the decorators every money-moving route shares."""
+
+    def decorate(handler: Handler) -> Handler:
+        for decorator in (
+            validate_response(MovementOut, 200),
+            validate_response(MovementOut, 201),
+            validate_request(body),
+            document_headers(IdempotencyHeaders),
+            bearer_required,
+            tag(["accounts"]),
+            blueprint.post(path),
+        ):
+            handler = decorator(handler)
+        return handler
+
+    return decorate
+
+
+@_money_route("/accounts/me/deposits", ValueIn)
+async def deposit(data: ValueIn) -> tuple[MovementOut, int]:
+    """Add money to the account."""
+    merchant = await current_merchant()
+    return _created(
+        await accounts.deposit(
+            merchant, data.value, broker=get_broker(), idempotency_key=_idempotency_key()
+        )
+    )
+
+
+@_money_route("/accounts/me/withdrawals", ValueIn)
+async def withdraw(data: ValueIn) -> tuple[MovementOut, int]:
+    """Take money out of the account (never below zero: 422)."""
+    merchant = await current_merchant()
+    return _created(
+        await accounts.withdraw(
+            merchant, data.value, broker=get_broker(), idempotency_key=_idempotency_key()
+        )
+    )
+
+
+@_money_route("/accounts/me/transfers", TransferIn)
+async def transfer(data: TransferIn) -> tuple[MovementOut, int]:
+    """Send money to another merchant by e-mail."""
+    merchant = await current_merchant()
+    return _created(
+        await accounts.transfer(
+            merchant,
+            data.to_email,
+            data.value,
+            description=data.description,
+            broker=get_broker(),
+            idempotency_key=_idempotency_key(),
+        )
+    )
+
+
+@_money_route("/accounts/me/payments", PayIn)
+async def pay(data: PayIn) -> tuple[MovementOut, int]:
+    """Pay a pixweb charge's copy-paste code from the balance."""
+    merchant = await current_merchant()
+    return _created(
+        await payments.pay_brcode(
+            merchant, data.brcode, broker=get_broker(), idempotency_key=_idempotency_key()
+        )
+    )
+
+
+@blueprint.get("/accounts/me/movements")
+@tag(["accounts"])
+@bearer_required
+@validate_querystring(MovementsQuery)
+@validate_response(MovementList)
+async def list_movements(query_args: MovementsQuery) -> MovementList:
+    """The account's movements, newest first; filter by kind and date range."""
+    merchant = await current_merchant()
+    page = await accounts.list_movements(
+        merchant.id,
+        kind=query_args.kind,
+        since=query_args.since,
+        until=query_args.until,
+        limit=query_args.limit,
+        before=query_args.before,
+    )
+    return MovementList(items=[MovementOut.of(m) for m in page.items], next_before=page.next_before)
