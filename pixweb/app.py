@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from quart import Quart, Response, current_app, request
 from quart.json.provider import DefaultJSONProvider
+from quart_rate_limiter import RateLimiter
 from quart_schema import QuartSchema, RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
-from pixweb import db, ws
+from pixweb import db
 from pixweb.api import accounts as api_accounts
 from pixweb.api import auth as api_auth
 from pixweb.api import errors as api_errors
@@ -23,10 +25,15 @@ from pixweb.broker import make_broker
 from pixweb.config import Config, load_config
 from pixweb.deps import BROKER_KEY, CONFIG_KEY
 from pixweb.errors import NotFoundError, PixwebError
+from pixweb.web import auth as web_auth
+from pixweb.web import dashboard as web_dashboard
 from pixweb.web import errors as web_errors
 from pixweb.web import filters
 from pixweb.web import payments as web_payments
 from pixweb.web import tools as web_tools
+from pixweb.ws import bank as ws_bank
+from pixweb.ws import dashboard as ws_dashboard
+from pixweb.ws import payments as ws_payments
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_BODY_BYTES = 64 * 1024
@@ -48,6 +55,9 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Quart:
         TESTING=config.testing,
         QUART_SCHEMA_SWAGGER_JS_URL=SWAGGER_ASSETS + "swagger-ui-bundle.js",
         QUART_SCHEMA_SWAGGER_CSS_URL=SWAGGER_ASSETS + "swagger-ui.css",
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=config.production,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
         **config.extra,
     )
     QuartSchema(
@@ -58,6 +68,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Quart:
         security_schemes={"bearer": {"type": "http", "scheme": "bearer", "bearer_format": "JWT"}},
     )
     app.json = _strict_json_provider(app)
+    RateLimiter(app)
     app.extensions[CONFIG_KEY] = config
     app.extensions[BROKER_KEY] = make_broker(config.broker_url)
     _init_lifecycle(app, config)
@@ -68,7 +79,11 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Quart:
         api_notifications.blueprint,
         web_payments.blueprint,
         web_tools.blueprint,
-        ws.blueprint,
+        web_auth.blueprint,
+        web_dashboard.blueprint,
+        ws_payments.blueprint,
+        ws_dashboard.blueprint,
+        ws_bank.blueprint,
     )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hmac
+import secrets
 from typing import cast
 
-from quart import current_app, g, request
+from quart import current_app, g, request, session
 
 from pixweb.broker import Broker
 from pixweb.config import Config
-from pixweb.errors import AuthenticationError
+from pixweb.errors import AuthenticationError, ForbiddenError
 from pixweb.models import Merchant
 from pixweb.services import merchants
 
@@ -37,3 +39,36 @@ async def current_merchant() -> Merchant:
     merchant = await merchants.merchant_from_token(token.strip(), secret=get_config().secret_key)
     g.merchant = merchant
     return merchant
+
+
+SESSION_MERCHANT = "merchant_id"
+SESSION_CSRF = "csrf"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+
+
+async def session_merchant() -> Merchant | None:
+    """Return the merchant logged in through the session cookie, if any."""
+    merchant_id = session.get(SESSION_MERCHANT)
+    if not isinstance(merchant_id, int):
+        return None
+    return await Merchant.get_or_none(id=merchant_id)
+
+
+def csrf_token() -> str:
+    """The session's CSRF token, made on first use; forms and HTMX headers carry it."""
+    token = session.get(SESSION_CSRF)
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(32)
+        session[SESSION_CSRF] = token
+    return token
+
+
+async def check_csrf() -> None:
+    """Refuse (403) a state-changing request whose CSRF token is not the session's."""
+    if request.method in {"GET", "HEAD", "OPTIONS"}:
+        return
+    sent = request.headers.get(CSRF_HEADER) or (await request.form).get(CSRF_FIELD, "")
+    expected = session.get(SESSION_CSRF)
+    if not isinstance(expected, str) or not hmac.compare_digest(sent.encode(), expected.encode()):
+        raise ForbiddenError("invalid or missing CSRF token; reload the page")

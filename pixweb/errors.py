@@ -56,6 +56,12 @@ class SignatureError(AuthenticationError):
     code = "invalid_signature"
 
 
+class ForbiddenError(PixwebError):
+    """Authenticated, or not, but this request is not allowed: a bad CSRF token (HTTP 403)."""
+
+    code = "forbidden"
+
+
 class NotFoundError(PixwebError):
     """The resource does not exist, or is not visible to the caller (HTTP 404)."""
 

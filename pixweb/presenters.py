@@ -1,18 +1,21 @@
-"""What the API, the pages and the sockets show of a payment, in one place.
+"""What the API, the pages and the sockets show, in one place (they never import each other).
 
-`payment_dict` is the JSON shape (API responses and `?format=json` sockets);
-`status_context` feeds `partials/payment_status.html` (page, HTMX and socket pushes).
+`payment_dict` is a payment's JSON shape (API responses and `?format=json` sockets);
+`status_context` feeds `partials/payment_status.html` (page, HTMX and socket pushes);
+`dashboard_context` feeds the dashboard page and its socket's resync.
 """
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from quart import url_for
 
 from pixweb import money
-from pixweb.models import Payment, PaymentStatus
+from pixweb.models import Merchant, Payment, PaymentStatus
 from pixweb.pix import qr
+from pixweb.services import accounts, notifications, payments
 from pixweb.services.clock import utcnow
 
 
@@ -46,3 +49,49 @@ def status_context(payment: Payment, *, oob: bool = False) -> dict[str, Any]:
         "qr_svg": qr.svg_inline(payment.brcode) if status == PaymentStatus.PENDING else "",
         "oob": oob,
     }
+
+
+CHART_WIDTH, CHART_HEIGHT = 600, 160
+
+
+def chart_bars(series: list[tuple[date, int]]) -> list[dict[str, Any]]:
+    """Bars of the PIX-received chart, in SVG user units (tallest bar = full height)."""
+    peak = max((cents for _, cents in series), default=0) or 1
+    slot = CHART_WIDTH / max(len(series), 1)
+    return [
+        {
+            "x": round(i * slot + slot * 0.15, 1),
+            "width": round(slot * 0.7, 1),
+            "height": round(CHART_HEIGHT * cents / peak, 1),
+            "y": round(CHART_HEIGHT - CHART_HEIGHT * cents / peak, 1),
+            "label": day.strftime("%d/%m"),
+            "value": money.format_brl(cents),
+        }
+        for i, (day, cents) in enumerate(series)
+    ]
+
+
+async def dashboard_context(merchant: Merchant) -> dict[str, Any]:
+    """Everything the dashboard shows, read fresh: for the page and every socket resync."""
+    account = await accounts.get_account(merchant.id)
+    recent = await accounts.list_movements(merchant.id, limit=10)
+    charges = await payments.list_payments(merchant.id, limit=10)
+    history = await notifications.history(merchant.id, limit=10)
+    return {
+        "merchant": merchant,
+        "balance_cents": account.balance_cents,
+        "account_id": account.id,
+        "movements": recent.items,
+        "charges": charges.items,
+        "notifications": history.items,
+        "unread": history.unread,
+        "now": utcnow(),
+        **await chart_context(merchant.id),
+    }
+
+
+async def chart_context(merchant_id: int) -> dict[str, Any]:
+    """Variables of the PIX-received chart partial."""
+    series = await accounts.daily_pix_received(merchant_id)
+    total = money.format_brl(sum(cents for _, cents in series))
+    return {"chart": chart_bars(series), "chart_total": total}

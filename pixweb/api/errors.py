@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 from pixweb.errors import (
     AuthenticationError,
     ConflictError,
+    ForbiddenError,
     InvalidInputError,
     NotFoundError,
     PixwebError,
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 STATUS: dict[type[PixwebError], int] = {
     InvalidInputError: 400,
     AuthenticationError: 401,
+    ForbiddenError: 403,
     NotFoundError: 404,
     ConflictError: 409,
     UnprocessableError: 422,

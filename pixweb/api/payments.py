@@ -100,6 +100,7 @@ async def create_payment(data: PaymentIn) -> tuple[PaymentOut, int]:
         description=data.description,
         expires_in=data.expires_in,
         idempotency_key=request.headers.get("Idempotency-Key") or None,
+        broker=get_broker(),
     )
     payment.merchant = merchant
     return PaymentOut.of(payment), 201 if created else 200

@@ -12,7 +12,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
@@ -152,6 +152,8 @@ async def apply_movement(
             "type": "movement",
             "merchant_id": account.merchant_id,
             "balance": money.format_amount(balance),
+            "balance_cents": balance,
+            "amount_cents": amount_cents,
             "movement": movement_dict(movement),
             "notification": notification_dict(notification),
         },
@@ -293,3 +295,22 @@ async def list_movements(
     more = len(items) > limit
     items = items[:limit]
     return MovementPage(items, items[-1].id if more else None)
+
+
+async def daily_pix_received(
+    merchant_id: int, *, days: int = 30, now: datetime | None = None
+) -> list[tuple[date, int]]:
+    """PIX received per day (UTC) over the last `days` days, oldest first, zeros included."""
+    now = now or utcnow()
+    first = (now - timedelta(days=days - 1)).date()
+    start = datetime.combine(first, time.min, tzinfo=UTC)
+    account = await get_account(merchant_id)
+    rows = await Movement.filter(
+        account_id=account.id, kind=MovementKind.PIX_RECEBIDO, created_at__gte=start
+    ).values_list("created_at", "amount_cents")
+    totals = {first + timedelta(days=n): 0 for n in range(days)}
+    for created_at, amount in rows:
+        day = created_at.astimezone(UTC).date()
+        if day in totals:
+            totals[day] += amount
+    return sorted(totals.items())

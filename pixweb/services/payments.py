@@ -63,6 +63,7 @@ async def create_payment(
     description: str | None = None,
     expires_in: int = EXPIRES_DEFAULT,
     idempotency_key: str | None = None,
+    broker: Broker,
 ) -> tuple[Payment, bool]:
     """Create a pending charge with its BR Code; return it and whether it is new.
 
@@ -108,6 +109,15 @@ async def create_payment(
             if existing:
                 return existing, False
         raise
+    await broker.publish(
+        accounts.account_channel(merchant.id),
+        {
+            "type": "payment.created",
+            "payment_id": str(payment.id),
+            "merchant_id": merchant.id,
+            "expires_at": payment.expires_at.isoformat(),
+        },
+    )
     return payment, True
 
 
@@ -188,7 +198,9 @@ async def cancel_payment(payment_id: UUID, *, merchant_id: int, broker: Broker) 
     payment = await get_payment(payment_id, merchant_id=merchant_id)
     if not updated:
         raise ConflictError(f"payment is {payment.status_at(now)}, only pending can be cancelled")
-    await _publish(broker, payment, "payment.cancelled")
+    outbox = Outbox()
+    _status_event(payment, outbox, PaymentStatus.CANCELLED)
+    await outbox.publish(broker)
     return payment
 
 
@@ -203,11 +215,16 @@ async def _mark_paid(payment: Payment, now: datetime, end_to_end_id: str | None)
     return bool(updated)
 
 
-def _paid_event(payment: Payment, outbox: Outbox) -> None:
-    outbox.add(
-        payment_channel(payment.id),
-        {"type": "payment.paid", "payment_id": str(payment.id), "status": "paid"},
-    )
+def _status_event(payment: Payment, outbox: Outbox, status: PaymentStatus) -> None:
+    """Tell the payment's page and its merchant's dashboard about a new status."""
+    event = {
+        "type": f"payment.{status}",
+        "payment_id": str(payment.id),
+        "merchant_id": payment.merchant_id,
+        "status": str(status),
+    }
+    outbox.add(payment_channel(payment.id), event)
+    outbox.add(accounts.account_channel(payment.merchant_id), event)
 
 
 async def confirm_payment(
@@ -239,7 +256,7 @@ async def confirm_payment(
                 counterpart=end_to_end_id,
                 description=payment.description,
             )
-            _paid_event(payment, outbox)
+            _status_event(payment, outbox, PaymentStatus.PAID)
     await payment.refresh_from_db()
     if settled:
         await outbox.publish(broker)
@@ -291,7 +308,7 @@ async def pay_brcode(
                     description=payment.description,
                     idempotency=(idempotency_key or "", fingerprint) if mine else None,
                 )
-            _paid_event(payment, outbox)
+            _status_event(payment, outbox, PaymentStatus.PAID)
     except (ConflictError, IntegrityError):
         # A concurrent request with the same key won: answer as its replay.
         if replayed := await accounts.replay(source.id, idempotency_key, fingerprint):
@@ -315,10 +332,3 @@ async def _pixweb_charge(code: str) -> Payment:
             fields={"brcode": "not a pixweb charge"},
         )
     return payment
-
-
-async def _publish(broker: Broker, payment: Payment, event_type: str) -> None:
-    await broker.publish(
-        payment_channel(payment.id),
-        {"type": event_type, "payment_id": str(payment.id), "status": str(payment.status)},
-    )

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from quart import Quart, url_for
 
 from pixweb import money
+from pixweb.deps import CSRF_FIELD, csrf_token
 
 BRAZIL = ZoneInfo("America/Sao_Paulo")
 
@@ -24,6 +25,32 @@ def local_time(moment: datetime) -> str:
     return moment.astimezone(BRAZIL).strftime("%d/%m/%Y às %H:%M")
 
 
+KIND_LABELS = {
+    "deposito": "Depósito",
+    "saque": "Saque",
+    "transferencia_enviada": "Transferência enviada",
+    "transferencia_recebida": "Transferência recebida",
+    "pagamento": "Pagamento Pix",
+    "pix_recebido": "Pix recebido",
+}
+STATUS_LABELS = {
+    "pending": "aguardando",
+    "paid": "paga",
+    "expired": "expirada",
+    "cancelled": "cancelada",
+}
+
+
+def kind_label(kind: str) -> str:
+    """A movement kind as people read it."""
+    return KIND_LABELS.get(str(kind), str(kind))
+
+
+def status_label(status: str) -> str:
+    """A payment status as people read it."""
+    return STATUS_LABELS.get(str(status), str(status))
+
+
 def ws_path(endpoint: str, **values: Any) -> str:
     """The path of a WebSocket route: the htmx ws extension adds ws:// or wss:// to match
     the page, where url_for would name the host and scheme the request came with."""
@@ -35,3 +62,7 @@ def init_app(app: Quart) -> None:
     app.add_template_filter(brl)
     app.add_template_filter(local_time)
     app.add_template_global(ws_path)
+    app.add_template_global(csrf_token)
+    app.add_template_filter(kind_label)
+    app.add_template_filter(status_label)
+    app.jinja_env.globals["csrf_field"] = CSRF_FIELD

@@ -1,14 +1,14 @@
-"""WebSocket routes: subscribe, send the current state, then push every change.
+"""`/ws/payments/<id>`: the payer's page (HTML fragments HTMX swaps by id) and, with
+`?format=json`, API clients (`{"event", "data"}` messages, the first seed's event names).
 
-`/ws/payments/<id>` serves the payer's page (HTML fragments that HTMX swaps by id) and,
-with `?format=json`, API clients (`{"event", "data"}` messages, the first seed's names).
+A payer's socket also tells the merchant's dashboard that someone is viewing the charge.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
@@ -16,21 +16,29 @@ from uuid import UUID
 from pydantic_core import to_jsonable_python
 from quart import Blueprint, render_template, websocket
 
-from pixweb.broker import Event, SubscriptionLaggedError
+from pixweb.broker import Broker, Event, SubscriptionLaggedError
 from pixweb.deps import get_broker
 from pixweb.errors import NotFoundError
 from pixweb.models import Payment, PaymentStatus
 from pixweb.presenters import payment_dict, status_context
-from pixweb.services import payments
+from pixweb.services import accounts, payments
 from pixweb.services.clock import utcnow
+from pixweb.ws.common import (
+    CLOSE_POLICY,
+    CLOSE_TOO_BIG,
+    CLOSE_TRY_AGAIN,
+    TooBigError,
+    ignore_client_messages,
+    race,
+)
 
 blueprint = Blueprint("ws_payments", __name__)
-
-CLOSE_POLICY = 1008  # unknown resource
-CLOSE_TOO_BIG = 1009
-CLOSE_TRY_AGAIN = 1013  # htmx's ws extension reconnects on 1006, 1011, 1012 and 1013
-MAX_CLIENT_MESSAGE = 4096
 _EXPIRED: Event = {"type": "payment.expired"}
+
+
+def presence_channel(merchant_id: int) -> str:
+    """Where a dashboard asks the payer pages of its merchant to say they are open."""
+    return f"presence:{merchant_id}"
 
 
 @blueprint.websocket("/ws/payments/<uuid:payment_id>")
@@ -39,28 +47,23 @@ async def payment_socket(payment_id: UUID) -> None:
     as_json = websocket.args.get("format") == "json"
     await websocket.accept()
     try:
-        await payments.get_payment(payment_id)
+        payment = await payments.get_payment(payment_id)
     except NotFoundError:
         await websocket.close(CLOSE_POLICY, "payment not found")
         return
-    # Subscribe before reading the state: a change in between is then pushed, not lost.
-    async with get_broker().subscribe(payments.payment_channel(payment_id)) as events:
-        payment = await payments.get_payment(payment_id)
+    broker = get_broker()
+    async with broker.subscribe(payments.payment_channel(payment_id)) as events:
+        payment = await payments.get_payment(payment_id)  # read after subscribing
         await _send(payment, None, as_json)
-        pushes = asyncio.create_task(_push_changes(payment, events, as_json))
-        reads = asyncio.create_task(_ignore_client_messages())
+        work = [_push_changes(payment, events, as_json), ignore_client_messages()]
+        if not as_json:
+            work.append(_announce_presence(broker, payment))
         try:
-            done, _ = await asyncio.wait({pushes, reads}, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                task.result()
+            await race(*work)
         except SubscriptionLaggedError:
             await websocket.close(CLOSE_TRY_AGAIN, "fell behind: reconnect")
-        finally:
-            for task in (pushes, reads):
-                task.cancel()
-            for task in (pushes, reads):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        except TooBigError:
+            await websocket.close(CLOSE_TOO_BIG, "message too big")
 
 
 async def _push_changes(payment: Payment, events: AsyncIterator[Event], as_json: bool) -> None:
@@ -82,13 +85,18 @@ def _seconds_to_expiry(payment: Payment) -> float | None:
     return max((payment.expires_at - utcnow()).total_seconds(), 0.0) + 0.05
 
 
-async def _ignore_client_messages() -> None:
-    """Read and drop what the client sends (nothing is expected), refusing big frames."""
-    while True:
-        message = await websocket.receive()
-        if len(message) > MAX_CLIENT_MESSAGE:
-            await websocket.close(CLOSE_TOO_BIG, "message too big")
-            return
+async def _announce_presence(broker: Broker, payment: Payment) -> None:
+    """Say "viewing" now and whenever the dashboard asks, and "left" when the page goes."""
+    viewer = uuid.uuid4().hex
+    channel = accounts.account_channel(payment.merchant_id)
+    event = {"type": "presence", "payment_id": str(payment.id), "viewer": viewer}
+    async with broker.subscribe(presence_channel(payment.merchant_id)) as pings:
+        try:
+            await broker.publish(channel, {**event, "state": "viewing"})
+            async for _ in pings:
+                await broker.publish(channel, {**event, "state": "viewing"})
+        finally:
+            await asyncio.shield(broker.publish(channel, {**event, "state": "left"}))
 
 
 async def _send(payment: Payment, event: Event | None, as_json: bool) -> None:

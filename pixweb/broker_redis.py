@@ -1,0 +1,257 @@
+"""Redis backend of the broker, for several server processes: `RedisBroker`.
+
+Imported only by `make_broker("redis://...")`, so the memory backend never imports redis.
+
+Connections: PUBLISH goes through one small pool (JSON-encoded events). All subscriptions of
+the process share one dedicated connection: a channel is SUBSCRIBEd when it gets its first
+local subscriber and UNSUBSCRIBEd when its last one leaves, and one reader task decodes each
+message once and fans it out to the local bounded queues (`_Subscriber`: the same
+drop-when-full policy as `MemoryBroker`).
+
+Outages. Redis pub/sub has no replay, so whoever may have missed an event must resync.
+When the connection is lost, every confirmed local subscription raises
+`SubscriptionInterruptedError` (the socket closes with 1013, the browser reconnects and reads
+the current state from the database) and the reader reconnects with backoff, re-subscribing
+the channels that still have local subscribers. An idle connection is PINGed, so a silently
+dead one is noticed too.
+
+`subscribe()` never raises for an outage and returns within `timeout`: it registers locally
+(so it works while Redis is down) and waits until Redis confirms the SUBSCRIBE, because only
+then are the channel's events guaranteed and may the caller read the state they update. If
+no confirmation comes in time, the subscription is returned already interrupted: its first
+`anext()` raises `SubscriptionInterruptedError`, the one failure path callers handle anyway.
+`publish()` returns within `timeout` and never raises for an outage: it logs and counts
+(`publish_failures`); the committed state change stands either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from pixweb.broker import Counters, Event, SubscriptionInterruptedError, _Subscriber
+
+logger = logging.getLogger(__name__)
+
+TIMEOUT = 2.0  # seconds for a connect, a PUBLISH, a SUBSCRIBE confirmation
+PROBE_INTERVAL = 15.0  # an idle subscription connection is PINGed this often
+FIRST_DELAY, MAX_DELAY = 0.1, 5.0  # reconnect backoff, doubling
+
+
+class _Channel:
+    __slots__ = ("subscribers", "confirmed")
+
+    def __init__(self) -> None:
+        self.subscribers: set[_Subscriber] = set()
+        self.confirmed = asyncio.Event()  # SUBSCRIBE acknowledged on the current connection
+
+
+class RedisBroker(Counters):
+    """Broker over Redis pub/sub: one subscription connection per process, reconnecting."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        channel_prefix: str = "pixweb:",
+        timeout: float = TIMEOUT,
+        probe_interval: float = PROBE_INTERVAL,
+        client_name: str = "pixweb-broker",
+    ) -> None:
+        # Lazy: nothing connects before the first publish or subscribe. Protocol 2 because
+        # the reader parses RESP2 pub/sub replies; one retry so a pooled connection that died
+        # with a Redis restart is replaced instead of failing the next PUBLISH.
+        self._redis = Redis.from_url(
+            url,
+            protocol=2,
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
+            retry=Retry(NoBackoff(), 1),
+            client_name=client_name,
+        )
+        # Redis pub/sub channels ignore the db number: a prefix keeps apps (and tests) apart.
+        self._prefix = channel_prefix
+        self._timeout = timeout
+        self._probe_interval = probe_interval
+        self._channels: dict[str, _Channel] = {}
+        self._connection: AbstractConnection | None = None  # the reader's, while usable
+        self._acks: deque[_Channel | None] = deque()  # expected (UN)SUBSCRIBE replies, in order
+        self._reader: asyncio.Task[None] | None = None
+        self._writes: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    @property
+    def channel_count(self) -> int:
+        return len(self._channels)
+
+    async def publish(self, channel: str, event: Event) -> None:
+        data = json.dumps(event)  # a non-JSON event is a bug: raise, as MemoryBroker does
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._redis.publish(self._prefix + channel, data)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self.publish_failures += 1
+            logger.error("broker: publish on %s failed: %s", channel, _describe(exc))
+            return
+        self.published += 1
+
+    @asynccontextmanager
+    async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[Event]]:
+        if self._reader is None and not self._closed:
+            self._reader = asyncio.create_task(self._read_forever(), name="pixweb-broker-reader")
+        entry = self._channels.get(channel)
+        if entry is None:
+            entry = self._channels[channel] = _Channel()
+            self._send("SUBSCRIBE", channel, entry)
+        subscriber = _Subscriber(self)
+        entry.subscribers.add(subscriber)
+        try:
+            await self._until_confirmed(entry, subscriber)
+            yield subscriber
+        finally:
+            entry.subscribers.discard(subscriber)
+            if not entry.subscribers and self._channels.get(channel) is entry:
+                del self._channels[channel]
+                self._send("UNSUBSCRIBE", channel, None)
+
+    async def ping(self) -> bool:
+        try:
+            async with asyncio.timeout(self._timeout):
+                return bool(await self._redis.ping())
+        except (RedisError, OSError, TimeoutError):
+            return False
+
+    async def close(self) -> None:
+        self._closed = True
+        tasks = [task for task in (self._reader, *self._writes) if task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._redis.aclose()
+
+    async def _until_confirmed(self, entry: _Channel, subscriber: _Subscriber) -> None:
+        try:
+            async with asyncio.timeout(0 if self._closed else self._timeout):
+                await entry.confirmed.wait()
+        except TimeoutError:
+            self._interrupt(subscriber, "Redis did not confirm the subscription in time")
+
+    def _interrupt(self, subscriber: _Subscriber, why: str) -> None:
+        if subscriber.error is None:
+            self.interrupted += 1
+            subscriber.fail(SubscriptionInterruptedError(f"{why}: resync"))
+
+    def _send(self, command: str, channel: str, entry: _Channel | None) -> None:
+        """Queue a (UN)SUBSCRIBE on the live connection; without one, reconnecting covers it."""
+        connection = self._connection
+        if connection is None:
+            return
+        self._acks.append(entry)
+        task = asyncio.create_task(self._write(connection, command, self._prefix + channel))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _write(self, connection: AbstractConnection, *args: str) -> None:
+        # Runs a step after _send: if the reader replaced or lost the connection meanwhile,
+        # skip (writing would silently reconnect a dead one; the reader re-subscribes).
+        if connection is not self._connection or not connection.is_connected:
+            return
+        try:
+            await connection.send_command(*args)
+        except (RedisError, OSError) as exc:  # the reader sees the same failure and recovers
+            logger.warning("broker: %s failed: %s", args[0], _describe(exc))
+
+    async def _read_forever(self) -> None:
+        delay = FIRST_DELAY
+        while True:
+            # A connection of the pool's kind and settings, but not lent by it: the reader
+            # owns it for good (redis-py leaves these two methods unannotated).
+            connection = self._redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+            try:
+                await self._attach(connection)
+                delay = FIRST_DELAY
+                await self._listen(connection)
+            except (RedisError, OSError) as exc:
+                logger.warning(
+                    "broker: Redis subscriptions down (%s); retry in %.1fs", _describe(exc), delay
+                )
+            except Exception:  # a bug here must not silently end every live update
+                logger.exception("broker: reader failed; retry in %.1fs", delay)
+            finally:
+                self._detach()
+                await connection.disconnect(nowait=True)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_DELAY)
+
+    async def _attach(self, connection: AbstractConnection) -> None:
+        """Connect, then SUBSCRIBE every channel that has local subscribers."""
+        await connection.connect()  # type: ignore[no-untyped-call]
+        self._connection = connection
+        self._acks = deque(self._channels.values())
+        if self._channels:
+            await connection.send_command("SUBSCRIBE", *(self._prefix + c for c in self._channels))
+        logger.info("broker: Redis subscriptions up (%d channels)", len(self._channels))
+
+    def _detach(self) -> None:
+        """Forget the connection: confirmed subscriptions may have missed events now."""
+        self._connection = None
+        for entry in self._channels.values():
+            if entry.confirmed.is_set():
+                entry.confirmed.clear()
+                for subscriber in entry.subscribers:
+                    self._interrupt(subscriber, "lost the Redis connection")
+
+    async def _listen(self, connection: AbstractConnection) -> None:
+        """Dispatch replies until the connection fails; PING when idle to catch a dead peer."""
+        probing = False
+        while True:
+            reply = await connection.read_response(timeout=self._probe_interval)
+            if reply is None:  # nothing within the interval
+                if probing:
+                    raise RedisConnectionError("no answer to PING")
+                probing = True
+                await connection.send_command("PING")
+                continue
+            probing = False
+            self._dispatch(reply)
+
+    def _dispatch(self, reply: Any) -> None:
+        if not isinstance(reply, list) or len(reply) != 3:
+            return  # PONG
+        kind, name, data = reply
+        if kind == b"message":
+            self._deliver(name.decode().removeprefix(self._prefix), data)
+        elif kind in (b"subscribe", b"unsubscribe") and self._acks:
+            entry = self._acks.popleft()
+            if kind == b"subscribe" and entry is not None:
+                entry.confirmed.set()
+
+    def _deliver(self, channel: str, data: bytes) -> None:
+        entry = self._channels.get(channel)
+        if entry is None:
+            return  # was in flight when the channel's last subscriber left
+        try:
+            event = json.loads(data)
+        except ValueError:
+            event = None
+        if not isinstance(event, dict):
+            logger.warning("broker: ignored a message that is not a JSON object on %s", channel)
+            return
+        for subscriber in tuple(entry.subscribers):
+            subscriber.offer(event)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc or 'no answer in time'}"  # a timeout has no text

@@ -1,0 +1,84 @@
+"""Login, logout and sign-up pages: a session cookie, CSRF on every form, login rate-limited."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from quart import Blueprint, redirect, render_template, request, session, url_for
+from quart_rate_limiter import rate_limit
+from quart_schema import hide
+from werkzeug.wrappers import Response as WerkzeugResponse
+
+from pixweb.deps import SESSION_MERCHANT, check_csrf, session_merchant
+from pixweb.errors import AuthenticationError, PixwebError
+from pixweb.services import merchants
+from pixweb.web.forms import messages_for
+
+blueprint = Blueprint("web_auth", __name__)
+blueprint.before_request(check_csrf)
+
+REGISTER_FIELDS = ("name", "email", "password", "city", "pix_key")
+
+
+def _start_session(merchant_id: int) -> WerkzeugResponse:
+    session.clear()  # a fresh session (and CSRF token) on login: no fixation
+    session[SESSION_MERCHANT] = merchant_id
+    session.permanent = True
+    return redirect(url_for("web_dashboard.dashboard"))
+
+
+@blueprint.get("/login")
+@hide
+async def login_page() -> str | WerkzeugResponse:
+    """The login form (or the dashboard, for who is logged in)."""
+    if await session_merchant() is not None:
+        return redirect(url_for("web_dashboard.dashboard"))
+    return await render_template("pages/login.html", errors={}, form={})
+
+
+@blueprint.post("/login")
+@hide
+@rate_limit(5, timedelta(minutes=1))
+async def login() -> tuple[str, int] | WerkzeugResponse:
+    """Check e-mail and password; one message for every failure."""
+    form = await request.form
+    try:
+        merchant = await merchants.authenticate(form.get("email", ""), form.get("password", ""))
+    except AuthenticationError:
+        page = await render_template(
+            "pages/login.html",
+            errors={"": "E-mail ou senha inválidos."},
+            form={"email": form.get("email", "")},
+        )
+        return page, 422
+    return _start_session(merchant.id)
+
+
+@blueprint.post("/logout")
+@hide
+async def logout() -> WerkzeugResponse:
+    """End the session."""
+    session.clear()
+    return redirect(url_for("web_auth.login_page"))
+
+
+@blueprint.get("/register")
+@hide
+async def register_page() -> str:
+    """The sign-up form."""
+    return await render_template("pages/register.html", errors={}, form={})
+
+
+@blueprint.post("/register")
+@hide
+@rate_limit(5, timedelta(minutes=1))
+async def register() -> tuple[str, int] | WerkzeugResponse:
+    """Create the merchant and log it in."""
+    form = {name: (await request.form).get(name, "") for name in REGISTER_FIELDS}
+    try:
+        merchant = await merchants.register_merchant(**form)
+    except PixwebError as error:
+        shown = {k: v for k, v in form.items() if k != "password"}
+        page = await render_template("pages/register.html", errors=messages_for(error), form=shown)
+        return page, 422
+    return _start_session(merchant.id)

@@ -1,0 +1,73 @@
+"""Form input as people type it in Brazil, and domain errors told in Portuguese."""
+
+from __future__ import annotations
+
+import re
+
+from pixweb import money
+from pixweb.errors import (
+    ConflictError,
+    InvalidAmountError,
+    InvalidInputError,
+    NotFoundError,
+    PixwebError,
+    UnprocessableError,
+)
+
+_BRL = re.compile(r"^(?:R\$\s*)?(\d{1,3}(?:\.\d{3})*|\d+)(?:,(\d{1,2}))?$")
+
+FIELD_MESSAGES = {
+    "name": "Informe um nome com letras ou números (até 100 caracteres).",
+    "city": "Informe a cidade (até 60 caracteres).",
+    "email": "Informe um e-mail válido.",
+    "password": "A senha deve ter de 8 a 256 caracteres.",
+    "pix_key": "Chave Pix inválida: use CPF, CNPJ, e-mail, telefone com +55 ou chave aleatória.",
+    "value": "Informe um valor maior que zero, como 10,50 (até R$ 1.000.000,00).",
+    "to_email": "Não há conta com este e-mail.",
+    "brcode": "Código Pix inválido.",
+    "expires_in": "Escolha uma validade entre 1 minuto e 7 dias.",
+}
+
+CODE_MESSAGES = {
+    "insufficient_funds": "Saldo insuficiente.",
+    "conflict": "Operação não permitida no estado atual.",
+}
+
+
+def parse_brl(text: str) -> int:
+    """Read "1.234,56", "1234,5" or "R$ 10" as centavos; InvalidAmountError otherwise."""
+    match = _BRL.fullmatch(text.strip())
+    if not match:
+        raise InvalidAmountError("not a BRL amount", fields={"value": "invalid"})
+    whole, cents = match.group(1).replace(".", ""), (match.group(2) or "0").ljust(2, "0")
+    try:
+        return money.parse_amount(f"{whole}.{cents}")
+    except InvalidAmountError as exc:
+        raise InvalidAmountError(exc.detail, fields={"value": exc.detail}) from exc
+
+
+def messages_for(error: PixwebError) -> dict[str, str]:
+    """Portuguese messages for a domain error: per field, and "" for the form as a whole."""
+    fields = error.fields or {}
+    messages = {name: FIELD_MESSAGES.get(name, "Valor inválido.") for name in fields}
+    if isinstance(error, ConflictError) and "e-mail" in error.detail:
+        messages["email"] = "Já existe uma conta com este e-mail."
+    elif isinstance(error, NotFoundError) and "to_email" in fields:
+        messages["to_email"] = FIELD_MESSAGES["to_email"]
+    elif error.code in CODE_MESSAGES:
+        messages[""] = CODE_MESSAGES[error.code]
+    elif isinstance(error, UnprocessableError) and "brcode" in fields:
+        messages["brcode"] = _brcode_message(error.detail)
+    elif isinstance(error, UnprocessableError | ConflictError) and not messages:
+        messages[""] = CODE_MESSAGES["conflict"]
+    if not messages and isinstance(error, InvalidInputError):
+        messages[""] = "Confira os dados do formulário."
+    return messages
+
+
+def _brcode_message(detail: str) -> str:
+    if detail.startswith("external"):
+        return "Só é possível pagar cobranças do pixweb por aqui."
+    if "own" in detail:
+        return "Esta cobrança é sua."
+    return "Código Pix inválido (CRC ou estrutura). Confira no inspetor de códigos."

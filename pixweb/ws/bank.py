@@ -1,0 +1,193 @@
+"""`/ws`: the second seed's JSON protocol for account holders, kept event for event.
+
+Messages are `{"event": name, "data": {...}}`. The server greets with `conexao`; the client
+sends `autenticar {token}` (→ `autenticado`, and the socket joins that merchant's room) and
+`solicitar_saldo {token, correntista_id}` (→ `saldo_atualizado`); the room then receives
+`notificacao` and `saldo_atualizado` on every movement. Anything wrong → `erro`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from quart import Blueprint, current_app, websocket
+
+from pixweb import money
+from pixweb.broker import Event, SubscriptionLaggedError
+from pixweb.deps import get_broker, get_config
+from pixweb.errors import AuthenticationError, NotFoundError
+from pixweb.models import Merchant
+from pixweb.services import accounts, merchants
+from pixweb.ws.common import (
+    CLOSE_POLICY,
+    CLOSE_TOO_BIG,
+    CLOSE_TRY_AGAIN,
+    TooBigError,
+    receive_limited,
+)
+
+blueprint = Blueprint("ws_bank", __name__)
+
+MAX_MESSAGE = 64 * 1024
+AUTH_TIMEOUT_SECONDS = 30.0  # an unauthenticated socket that stays silent is closed
+RATE, BURST, MAX_REFUSED = 10.0, 20.0, 50  # messages per second, bucket size, then close
+NOTIFICATION_FIELDS = ("tipo", "mensagem", "timestamp", "dados")  # the seed's `notificacao`
+
+
+class _Bucket:
+    """Token bucket: RATE messages a second on average, BURST at once."""
+
+    def __init__(self) -> None:
+        self.tokens, self.stamp, self.refused = BURST, time.monotonic(), 0
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(BURST, self.tokens + (now - self.stamp) * RATE)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        self.refused += 1
+        return False
+
+
+async def _emit(event: str, data: dict[str, Any]) -> None:
+    await websocket.send(json.dumps({"event": event, "data": data}, ensure_ascii=False))
+
+
+async def _error(message: str) -> None:
+    await _emit("erro", {"mensagem": message})
+
+
+class _Session:
+    """One socket's state: who it is authenticated as, and the task pushing its room."""
+
+    def __init__(self) -> None:
+        self.merchant: Merchant | None = None
+        self.room: asyncio.Task[None] | None = None
+
+    async def authenticate(self, data: dict[str, Any]) -> Merchant | None:
+        token = data.get("token")
+        if not isinstance(token, str) or not token:
+            await _error("Token ausente")
+            return None
+        try:
+            return await merchants.merchant_from_token(token, secret=get_config().secret_key)
+        except AuthenticationError:
+            await _error("Token inválido ou expirado")
+            return None
+
+    async def join(self, merchant: Merchant) -> None:
+        await self.leave()
+        self.merchant = merchant
+        self.room = asyncio.create_task(_push_room(merchant))
+
+    async def leave(self) -> None:
+        if self.room is not None:
+            self.room.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.room
+            self.room = None
+
+
+@blueprint.websocket("/ws")
+async def bank_socket() -> None:
+    """Serve the JSON protocol until the client leaves, floods, or idles unauthenticated."""
+    await websocket.accept()
+    await _emit("conexao", {"mensagem": "Conectado ao servidor WebSocket"})
+    session, bucket = _Session(), _Bucket()
+    auth_timeout = current_app.config.get("PIXWEB_WS_AUTH_TIMEOUT", AUTH_TIMEOUT_SECONDS)
+    try:
+        while True:
+            if session.room is not None and session.room.done():
+                session.room.result()  # surface a lagged room as its exception
+            timeout = None if session.merchant else auth_timeout
+            try:
+                raw = await asyncio.wait_for(receive_limited(MAX_MESSAGE), timeout)
+            except TimeoutError:
+                await websocket.close(CLOSE_POLICY, "authentication timeout")
+                return
+            if not bucket.take():
+                if bucket.refused > MAX_REFUSED:
+                    await websocket.close(CLOSE_POLICY, "too many messages")
+                    return
+                await _error("Muitas mensagens: aguarde um instante")
+                continue
+            await _handle(session, raw)
+    except TooBigError:
+        await websocket.close(CLOSE_TOO_BIG, "message too big")
+    except SubscriptionLaggedError:
+        await websocket.close(CLOSE_TRY_AGAIN, "fell behind: reconnect")
+    finally:
+        await session.leave()
+
+
+async def _handle(session: _Session, raw: str | bytes) -> None:
+    try:
+        message = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        await _error("Mensagem inválida: envie JSON")
+        return
+    if not isinstance(message, dict) or not isinstance(message.get("data", {}), dict):
+        await _error('Mensagem inválida: use {"event": ..., "data": {...}}')
+        return
+    event, data = message.get("event"), message.get("data") or {}
+    if event == "autenticar":
+        if merchant := await session.authenticate(data):
+            await session.join(merchant)
+            await _emit(
+                "autenticado",
+                {
+                    "mensagem": "Autenticado com sucesso",
+                    "usuario_id": merchant.id,
+                    "email": merchant.email,
+                },
+            )
+    elif event == "solicitar_saldo":
+        if merchant := await session.authenticate(data):
+            await _send_balance(merchant, data.get("correntista_id"))
+    else:
+        await _error(f"Evento desconhecido: {str(event)[:50]}")
+
+
+async def _send_balance(merchant: Merchant, requested: object) -> None:
+    try:
+        account = await accounts.get_account(merchant.id)
+    except NotFoundError:
+        await _error("Conta não encontrada")
+        return
+    if requested != account.id:
+        await _error("Acesso negado a esta conta")
+        return
+    await _emit("saldo_atualizado", _balance(account.id, merchant.name, account.balance_cents))
+
+
+def _balance(account_id: int, name: str, cents: int) -> dict[str, Any]:
+    return {
+        "CorrentistaID": account_id,
+        "NomeCorrentista": name,
+        "Saldo": money.format_amount(cents),
+    }
+
+
+async def _push_room(merchant: Merchant) -> None:
+    """Forward the merchant's movements as `notificacao` + `saldo_atualizado`."""
+    account = await accounts.get_account(merchant.id)
+    async with get_broker().subscribe(accounts.account_channel(merchant.id)) as events:
+        await _forward(events, account.id, merchant.name)
+
+
+async def _forward(events: AsyncIterator[Event], account_id: int, name: str) -> None:
+    async for event in events:
+        if event.get("type") != "movement":
+            continue
+        notification = {
+            k: event["notification"][k] for k in ("tipo", "mensagem", "timestamp", "dados")
+        }
+        await _emit("notificacao", notification)
+        await _emit("saldo_atualizado", _balance(account_id, name, event["balance_cents"]))

@@ -1,0 +1,47 @@
+"""What every socket handler shares: close codes, client-message limits, task racing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Coroutine
+from typing import Any
+
+from quart import websocket
+
+CLOSE_POLICY = 1008  # unknown resource, not authenticated, bad origin, flooding
+CLOSE_TOO_BIG = 1009
+CLOSE_TRY_AGAIN = 1013  # htmx's ws extension reconnects on 1006, 1011, 1012 and 1013
+
+
+class TooBigError(Exception):
+    """The client sent a frame over the socket's limit."""
+
+
+async def receive_limited(limit: int) -> str | bytes:
+    """Receive one client message, or raise TooBigError when it is over `limit` bytes."""
+    message = await websocket.receive()
+    if len(message) > limit:
+        raise TooBigError(f"message over {limit} bytes")
+    return message
+
+
+async def ignore_client_messages(limit: int = 4096) -> None:
+    """Read and drop what the client sends (nothing is expected); big frames end it."""
+    while True:
+        await receive_limited(limit)
+
+
+async def race(*coroutines: Coroutine[Any, Any, None]) -> None:
+    """Run the coroutines until the first ends (or fails); cancel and await the others."""
+    tasks = [asyncio.create_task(c) for c in coroutines]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

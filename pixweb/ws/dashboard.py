@@ -1,0 +1,140 @@
+"""`/ws/dashboard`: the merchant's dashboard, kept live with HTML fragments.
+
+Session-authenticated (the dashboard's cookie) with the Origin checked, since browsers
+send cookies on cross-site WebSocket handshakes. On every (re)connect it resyncs the
+whole state; then each event on the merchant's channel becomes a few OOB fragments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+from uuid import UUID
+
+from quart import Blueprint, render_template, websocket
+
+from pixweb.broker import Event, SubscriptionLaggedError
+from pixweb.deps import get_broker, session_merchant
+from pixweb.models import Merchant, Movement, MovementKind, Notification, PaymentStatus
+from pixweb.presenters import chart_context, dashboard_context
+from pixweb.services import accounts, notifications, payments
+from pixweb.services.clock import utcnow
+from pixweb.ws.common import (
+    CLOSE_POLICY,
+    CLOSE_TOO_BIG,
+    CLOSE_TRY_AGAIN,
+    TooBigError,
+    ignore_client_messages,
+    race,
+)
+from pixweb.ws.payments import presence_channel
+
+blueprint = Blueprint("ws_dashboard", __name__)
+
+
+def _same_origin() -> bool:
+    origin = websocket.headers.get("Origin")
+    return origin is not None and urlsplit(origin).netloc == websocket.host
+
+
+@blueprint.websocket("/ws/dashboard")
+async def dashboard_socket() -> None:
+    """Resync on connect, then push balance, movements, charges and notices as they happen."""
+    await websocket.accept()
+    merchant = await session_merchant()
+    if merchant is None or not _same_origin():
+        await websocket.close(CLOSE_POLICY, "log in first" if merchant is None else "bad origin")
+        return
+    broker = get_broker()
+    async with broker.subscribe(accounts.account_channel(merchant.id)) as events:
+        context = await dashboard_context(merchant)
+        await websocket.send(await _render("partials/dashboard_sync.html", context, oob=True))
+        await broker.publish(presence_channel(merchant.id), {"type": "presence.ping"})
+        live = _Live(merchant, context)
+        try:
+            await race(live.push(events), ignore_client_messages())
+        except SubscriptionLaggedError:
+            await websocket.close(CLOSE_TRY_AGAIN, "fell behind: reconnect")
+        except TooBigError:
+            await websocket.close(CLOSE_TOO_BIG, "message too big")
+
+
+async def _render(template: str, context: dict[str, Any], **extra: Any) -> str:
+    return await render_template(template, **{**context, **extra})
+
+
+class _Live:
+    """One dashboard's view: who is viewing which charge, and when pending ones expire."""
+
+    def __init__(self, merchant: Merchant, context: dict[str, Any]) -> None:
+        self.merchant = merchant
+        self.viewers: defaultdict[str, set[str]] = defaultdict(set)
+        # Rows on screen: a fragment for a row the page lacks would be an htmx error.
+        self.shown = {str(p.id) for p in context["charges"]}
+        self.expiries: dict[str, datetime] = {
+            str(p.id): p.expires_at
+            for p in context["charges"]
+            if p.status_at(context["now"]) == PaymentStatus.PENDING
+        }
+
+    async def push(self, events: AsyncIterator[Event]) -> None:
+        while True:
+            due = min(self.expiries.items(), key=lambda item: item[1], default=None)
+            timeout = None if due is None else max((due[1] - utcnow()).total_seconds(), 0) + 0.05
+            try:
+                event = await asyncio.wait_for(anext(events), timeout)
+            except TimeoutError:
+                assert due is not None
+                event = {"type": "payment.expired", "payment_id": due[0]}
+            if html := await self.render(event):
+                await websocket.send(html)
+
+    async def render(self, event: Event) -> str | None:
+        kind = event.get("type", "")
+        if kind == "movement":
+            return await self.movement(event)
+        payment_id = event.get("payment_id", "")
+        if kind == "presence":
+            viewers = self.viewers[payment_id]
+            (viewers.add if event["state"] == "viewing" else viewers.discard)(event["viewer"])
+        elif kind == "payment.created":
+            self.shown.add(payment_id)
+            self.expiries[payment_id] = datetime.fromisoformat(event["expires_at"])
+            return await self.charge(payment_id, new=True)
+        elif kind.startswith("payment."):
+            self.expiries.pop(payment_id, None)
+        return await self.charge(payment_id) if payment_id in self.shown else None
+
+    async def charge(self, payment_id: str, *, new: bool = False) -> str:
+        payment = await payments.get_payment(UUID(payment_id), merchant_id=self.merchant.id)
+        context = {"payment": payment, "now": utcnow(), "viewers": self.viewers.get(payment_id)}
+        return await render_template("partials/dashboard_charge.html", new=new, **context)
+
+    async def movement(self, event: Event) -> str:
+        # Read back from the database: the same objects the page renders, one template.
+        movement = await Movement.get(id=event["movement"]["id"])
+        notification = await Notification.get(id=event["notification"]["id"])
+        context: dict[str, Any] = {
+            "movement": movement,
+            "notification": notification,
+            "balance_cents": event["balance_cents"],
+            "unread": (await notifications.history(self.merchant.id, limit=1)).unread,
+            "spoken": None,
+        }
+        if movement.kind == MovementKind.PIX_RECEBIDO:
+            context["spoken"] = spoken_amount(movement.amount_cents)
+            context.update(await chart_context(self.merchant.id))
+        return await render_template("partials/dashboard_movement.html", **context)
+
+
+def spoken_amount(cents: int) -> str:
+    """What the counter-top speaker says: "Pix recebido: 12 reais e 50 centavos"."""
+    reais, centavos = divmod(cents, 100)
+    words = f"{reais} {'real' if reais == 1 else 'reais'}"
+    if centavos:
+        words += f" e {centavos} {'centavo' if centavos == 1 else 'centavos'}"
+    return f"Pix recebido: {words}"

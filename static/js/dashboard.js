@@ -1,0 +1,79 @@
+// Dashboard behaviour: connection indicator, toasts, and the Pix "speaker" (sound + voice).
+(function () {
+  "use strict";
+
+  var TOAST_MS = 6000;
+  var SOUND_KEY = "pixweb.sound";
+  var lastSpoken = null;
+
+  function setConnection(online) {
+    var box = document.getElementById("connection");
+    if (!box) return;
+    box.classList.toggle("online", online);
+    box.classList.toggle("offline", !online);
+    box.querySelector(".label").textContent = online ? "Conectado" : "Desconectado";
+  }
+
+  function soundEnabled() {
+    return localStorage.getItem(SOUND_KEY) !== "off";
+  }
+
+  function beep() {
+    var Context = window.AudioContext || window.webkitAudioContext;
+    if (!Context) return;
+    var audio = new Context();
+    var tone = audio.createOscillator();
+    var gain = audio.createGain();
+    tone.frequency.value = 880;
+    gain.gain.setValueAtTime(0.2, audio.currentTime);
+    gain.gain.exponentialRampToValueAtTime(0.001, audio.currentTime + 0.4);
+    tone.connect(gain).connect(audio.destination);
+    tone.start();
+    tone.stop(audio.currentTime + 0.4);
+  }
+
+  function speak(text) {
+    if (!("speechSynthesis" in window)) return;
+    var utterance = new SpeechSynthesisUtterance(text);
+    utterance.lang = "pt-BR";
+    window.speechSynthesis.speak(utterance);
+  }
+
+  function announce() {
+    var box = document.getElementById("announce");
+    if (!box || !box.dataset.seq || box.dataset.seq === lastSpoken) return;
+    lastSpoken = box.dataset.seq;
+    document.body.dataset.lastAnnounce = box.dataset.speak;  // visible to tests
+    if (!soundEnabled()) return;
+    beep();
+    speak(box.dataset.speak);
+  }
+
+  function expireToasts() {
+    document.querySelectorAll("#toasts .toast:not([data-timer])").forEach(function (toast) {
+      toast.dataset.timer = "1";
+      setTimeout(function () { toast.remove(); }, TOAST_MS);
+    });
+  }
+
+  document.addEventListener("htmx:wsOpen", function () { setConnection(true); });
+  document.addEventListener("htmx:wsClose", function () { setConnection(false); });
+  document.addEventListener("htmx:wsError", function () { setConnection(false); });
+  document.addEventListener("htmx:wsAfterMessage", function () {
+    expireToasts();
+    announce();
+  });
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var toggle = document.getElementById("sound-toggle");
+    if (toggle) {
+      toggle.checked = soundEnabled();
+      toggle.addEventListener("change", function () {
+        localStorage.setItem(SOUND_KEY, toggle.checked ? "on" : "off");
+      });
+    }
+    // The first message after connecting is the resync: nothing in it is news to speak.
+    var box = document.getElementById("announce");
+    lastSpoken = box && box.dataset.seq || null;
+  });
+})();
