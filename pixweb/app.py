@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from datetime import timedelta
@@ -15,16 +16,18 @@ from quart_rate_limiter import RateLimiter
 from quart_schema import QuartSchema, RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
-from pixweb import db
+from pixweb import db, observability
 from pixweb.api import accounts as api_accounts
 from pixweb.api import auth as api_auth
 from pixweb.api import errors as api_errors
+from pixweb.api import health as api_health
 from pixweb.api import notifications as api_notifications
 from pixweb.api import payments as api_payments
 from pixweb.broker import make_broker
 from pixweb.config import Config, load_config
-from pixweb.deps import BROKER_KEY, CONFIG_KEY
+from pixweb.deps import BROKER_KEY, CONFIG_KEY, METRICS_KEY, SHUTDOWN_KEY
 from pixweb.errors import NotFoundError, PixwebError
+from pixweb.metrics import Metrics
 from pixweb.web import auth as web_auth
 from pixweb.web import dashboard as web_dashboard
 from pixweb.web import errors as web_errors
@@ -69,10 +72,15 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Quart:
     )
     app.json = _strict_json_provider(app)
     RateLimiter(app)
+    broker = make_broker(config.broker_url)
     app.extensions[CONFIG_KEY] = config
-    app.extensions[BROKER_KEY] = make_broker(config.broker_url)
+    app.extensions[BROKER_KEY] = broker
+    app.extensions[METRICS_KEY] = Metrics(broker)
+    app.extensions[SHUTDOWN_KEY] = asyncio.Event()
     _init_lifecycle(app, config)
+    observability.init_app(app, json_logs=config.production)
     blueprints = (
+        api_health.blueprint,
         api_auth.blueprint,
         api_payments.blueprint,
         api_accounts.blueprint,

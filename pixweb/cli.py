@@ -17,7 +17,6 @@ from pixweb.errors import PixwebError
 from pixweb.pix import brcode
 
 T = TypeVar("T")
-APP_PATH = "pixweb.app:create_app()"
 DEMO_EMAIL = "demo@pixweb.local"
 
 
@@ -73,17 +72,15 @@ def serve(host: str, port: int, workers: int) -> None:
 
 
 def _serve(host: str, port: int, *, workers: int) -> None:
-    from hypercorn.config import Config as HypercornConfig
-    from hypercorn.run import run as hypercorn_run
+    from pixweb import serving
 
-    load_config()  # fail fast, before binding, on a bad configuration
-    config = HypercornConfig()
-    config.bind = [f"{host}:{port}"]
-    config.application_path = APP_PATH
-    config.workers = 0 if workers == 1 else workers  # 0: serve in this process
-    config.accesslog = "-"
-    click.echo(f"pixweb listening on http://{host}:{port}")
-    sys.exit(hypercorn_run(config))
+    try:
+        config = load_config()  # fail fast, before binding, on a bad configuration
+        serving.check_workers(config, workers)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"pixweb listening on http://{host}:{port} ({workers} worker(s))")
+    serving.serve(config, host, port, workers=workers)
 
 
 async def _ensure_demo_merchant() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import secrets
 from typing import cast
@@ -11,11 +12,14 @@ from quart import current_app, g, request, session
 from pixweb.broker import Broker
 from pixweb.config import Config
 from pixweb.errors import AuthenticationError, ForbiddenError
+from pixweb.metrics import Metrics
 from pixweb.models import Merchant
 from pixweb.services import merchants
 
 CONFIG_KEY = "pixweb.config"
 BROKER_KEY = "pixweb.broker"
+METRICS_KEY = "pixweb.metrics"
+SHUTDOWN_KEY = "pixweb.shutdown"
 
 
 def get_config() -> Config:
@@ -26,6 +30,16 @@ def get_config() -> Config:
 def get_broker() -> Broker:
     """Return this app's broker."""
     return cast(Broker, current_app.extensions[BROKER_KEY])
+
+
+def get_metrics() -> Metrics:
+    """Return this app's metrics."""
+    return cast(Metrics, current_app.extensions[METRICS_KEY])
+
+
+def get_shutdown() -> asyncio.Event:
+    """Set when the server begins a graceful shutdown: sockets close so clients move on."""
+    return cast(asyncio.Event, current_app.extensions[SHUTDOWN_KEY])
 
 
 async def current_merchant() -> Merchant:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from pixweb.broker import Broker, Event
@@ -17,7 +18,11 @@ class Outbox:
         self.items.append((channel, event))
 
     async def publish(self, broker: Broker) -> None:
-        """Send everything collected, in order (the broker logs and counts failures)."""
+        """Send everything collected, in order (the broker logs and counts failures).
+
+        Each event is stamped `at` (epoch seconds) to measure commit-to-push latency.
+        """
+        at = time.time()
         for channel, event in self.items:
-            await broker.publish(channel, event)
+            await broker.publish(channel, {**event, "at": at})
         self.items.clear()

@@ -19,16 +19,20 @@ from quart import Blueprint, current_app, websocket
 
 from pixweb import money
 from pixweb.broker import Event, SubscriptionLaggedError
-from pixweb.deps import get_broker, get_config
+from pixweb.deps import get_broker, get_config, get_metrics
 from pixweb.errors import AuthenticationError, NotFoundError
 from pixweb.models import Merchant
 from pixweb.services import accounts, merchants
 from pixweb.ws.common import (
     CLOSE_POLICY,
+    CLOSE_RESTART,
     CLOSE_TOO_BIG,
     CLOSE_TRY_AGAIN,
+    ServerClosingError,
     TooBigError,
+    race,
     receive_limited,
+    until_shutdown,
 )
 
 blueprint = Blueprint("ws_bank", __name__)
@@ -100,31 +104,36 @@ async def bank_socket() -> None:
     """Serve the JSON protocol until the client leaves, floods, or idles unauthenticated."""
     await websocket.accept()
     await _emit("conexao", {"mensagem": "Conectado ao servidor WebSocket"})
-    session, bucket = _Session(), _Bucket()
+    session = _Session()
+    with get_metrics().socket_open("bank"):
+        try:
+            await race(_serve(session), until_shutdown())
+        except TooBigError:
+            await websocket.close(CLOSE_TOO_BIG, "message too big")
+        except ServerClosingError:
+            await websocket.close(CLOSE_RESTART, "server restarting")
+        finally:
+            await session.leave()
+
+
+async def _serve(session: _Session) -> None:
+    """Answer client messages; close on idling unauthenticated or flooding."""
+    bucket = _Bucket()
     auth_timeout = current_app.config.get("PIXWEB_WS_AUTH_TIMEOUT", AUTH_TIMEOUT_SECONDS)
-    try:
-        while True:
-            if session.room is not None and session.room.done():
-                session.room.result()  # surface a lagged room as its exception
-            timeout = None if session.merchant else auth_timeout
-            try:
-                raw = await asyncio.wait_for(receive_limited(MAX_MESSAGE), timeout)
-            except TimeoutError:
-                await websocket.close(CLOSE_POLICY, "authentication timeout")
+    while True:
+        timeout = None if session.merchant else auth_timeout
+        try:
+            raw = await asyncio.wait_for(receive_limited(MAX_MESSAGE), timeout)
+        except TimeoutError:
+            await websocket.close(CLOSE_POLICY, "authentication timeout")
+            return
+        if not bucket.take():
+            if bucket.refused > MAX_REFUSED:
+                await websocket.close(CLOSE_POLICY, "too many messages")
                 return
-            if not bucket.take():
-                if bucket.refused > MAX_REFUSED:
-                    await websocket.close(CLOSE_POLICY, "too many messages")
-                    return
-                await _error("Muitas mensagens: aguarde um instante")
-                continue
-            await _handle(session, raw)
-    except TooBigError:
-        await websocket.close(CLOSE_TOO_BIG, "message too big")
-    except SubscriptionLaggedError:
-        await websocket.close(CLOSE_TRY_AGAIN, "fell behind: reconnect")
-    finally:
-        await session.leave()
+            await _error("Muitas mensagens: aguarde um instante")
+            continue
+        await _handle(session, raw)
 
 
 async def _handle(session: _Session, raw: str | bytes) -> None:
@@ -179,7 +188,11 @@ async def _push_room(merchant: Merchant) -> None:
     """Forward the merchant's movements as `notificacao` + `saldo_atualizado`."""
     account = await accounts.get_account(merchant.id)
     async with get_broker().subscribe(accounts.account_channel(merchant.id)) as events:
-        await _forward(events, account.id, merchant.name)
+        try:
+            await _forward(events, account.id, merchant.name)
+        except SubscriptionLaggedError:
+            # The room missed events: the client reconnects and asks for its balance again.
+            await websocket.close(CLOSE_TRY_AGAIN, "fell behind: reconnect")
 
 
 async def _forward(events: AsyncIterator[Event], account_id: int, name: str) -> None:

@@ -9,9 +9,18 @@ from typing import Any
 
 from quart import websocket
 
+from pixweb.deps import get_shutdown
+
 CLOSE_POLICY = 1008  # unknown resource, not authenticated, bad origin, flooding
 CLOSE_TOO_BIG = 1009
-CLOSE_TRY_AGAIN = 1013  # htmx's ws extension reconnects on 1006, 1011, 1012 and 1013
+# htmx's ws extension reconnects only after 1006, 1011, 1012 and 1013: a graceful
+# shutdown says 1012 (service restart) rather than 1001, so pages move to another worker.
+CLOSE_RESTART = 1012
+CLOSE_TRY_AGAIN = 1013
+
+
+class ServerClosingError(Exception):
+    """The server is shutting down gracefully."""
 
 
 class TooBigError(Exception):
@@ -30,6 +39,12 @@ async def ignore_client_messages(limit: int = 4096) -> None:
     """Read and drop what the client sends (nothing is expected); big frames end it."""
     while True:
         await receive_limited(limit)
+
+
+async def until_shutdown() -> None:
+    """Return never; raise ServerClosingError once a graceful shutdown begins."""
+    await get_shutdown().wait()
+    raise ServerClosingError("server shutting down")
 
 
 async def race(*coroutines: Coroutine[Any, Any, None]) -> None:

@@ -18,18 +18,21 @@ from uuid import UUID
 from quart import Blueprint, render_template, websocket
 
 from pixweb.broker import Event, SubscriptionLaggedError
-from pixweb.deps import get_broker, session_merchant
+from pixweb.deps import get_broker, get_metrics, session_merchant
 from pixweb.models import Merchant, Movement, MovementKind, Notification, PaymentStatus
 from pixweb.presenters import chart_context, dashboard_context
 from pixweb.services import accounts, notifications, payments
 from pixweb.services.clock import utcnow
 from pixweb.ws.common import (
     CLOSE_POLICY,
+    CLOSE_RESTART,
     CLOSE_TOO_BIG,
     CLOSE_TRY_AGAIN,
+    ServerClosingError,
     TooBigError,
     ignore_client_messages,
     race,
+    until_shutdown,
 )
 from pixweb.ws.payments import presence_channel
 
@@ -50,17 +53,20 @@ async def dashboard_socket() -> None:
         await websocket.close(CLOSE_POLICY, "log in first" if merchant is None else "bad origin")
         return
     broker = get_broker()
-    async with broker.subscribe(accounts.account_channel(merchant.id)) as events:
-        context = await dashboard_context(merchant)
-        await websocket.send(await _render("partials/dashboard_sync.html", context, oob=True))
-        await broker.publish(presence_channel(merchant.id), {"type": "presence.ping"})
-        live = _Live(merchant, context)
-        try:
-            await race(live.push(events), ignore_client_messages())
-        except SubscriptionLaggedError:
-            await websocket.close(CLOSE_TRY_AGAIN, "fell behind: reconnect")
-        except TooBigError:
-            await websocket.close(CLOSE_TOO_BIG, "message too big")
+    with get_metrics().socket_open("dashboard"):
+        async with broker.subscribe(accounts.account_channel(merchant.id)) as events:
+            context = await dashboard_context(merchant)
+            await websocket.send(await _render("partials/dashboard_sync.html", context, oob=True))
+            await broker.publish(presence_channel(merchant.id), {"type": "presence.ping"})
+            live = _Live(merchant, context)
+            try:
+                await race(live.push(events), ignore_client_messages(), until_shutdown())
+            except SubscriptionLaggedError:
+                await websocket.close(CLOSE_TRY_AGAIN, "fell behind: reconnect")
+            except TooBigError:
+                await websocket.close(CLOSE_TOO_BIG, "message too big")
+            except ServerClosingError:
+                await websocket.close(CLOSE_RESTART, "server restarting")
 
 
 async def _render(template: str, context: dict[str, Any], **extra: Any) -> str:
@@ -92,6 +98,7 @@ class _Live:
                 event = {"type": "payment.expired", "payment_id": due[0]}
             if html := await self.render(event):
                 await websocket.send(html)
+                get_metrics().pushed(event)
 
     async def render(self, event: Event) -> str | None:
         kind = event.get("type", "")

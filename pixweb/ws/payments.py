@@ -17,7 +17,7 @@ from pydantic_core import to_jsonable_python
 from quart import Blueprint, render_template, websocket
 
 from pixweb.broker import Broker, Event, SubscriptionLaggedError
-from pixweb.deps import get_broker
+from pixweb.deps import get_broker, get_metrics
 from pixweb.errors import NotFoundError
 from pixweb.models import Payment, PaymentStatus
 from pixweb.presenters import payment_dict, status_context
@@ -25,11 +25,14 @@ from pixweb.services import accounts, payments
 from pixweb.services.clock import utcnow
 from pixweb.ws.common import (
     CLOSE_POLICY,
+    CLOSE_RESTART,
     CLOSE_TOO_BIG,
     CLOSE_TRY_AGAIN,
+    ServerClosingError,
     TooBigError,
     ignore_client_messages,
     race,
+    until_shutdown,
 )
 
 blueprint = Blueprint("ws_payments", __name__)
@@ -52,18 +55,25 @@ async def payment_socket(payment_id: UUID) -> None:
         await websocket.close(CLOSE_POLICY, "payment not found")
         return
     broker = get_broker()
-    async with broker.subscribe(payments.payment_channel(payment_id)) as events:
-        payment = await payments.get_payment(payment_id)  # read after subscribing
-        await _send(payment, None, as_json)
-        work = [_push_changes(payment, events, as_json), ignore_client_messages()]
-        if not as_json:
-            work.append(_announce_presence(broker, payment))
-        try:
-            await race(*work)
-        except SubscriptionLaggedError:
-            await websocket.close(CLOSE_TRY_AGAIN, "fell behind: reconnect")
-        except TooBigError:
-            await websocket.close(CLOSE_TOO_BIG, "message too big")
+    with get_metrics().socket_open("payment"):
+        async with broker.subscribe(payments.payment_channel(payment_id)) as events:
+            payment = await payments.get_payment(payment_id)  # read after subscribing
+            await _send(payment, None, as_json)
+            work = [
+                _push_changes(payment, events, as_json),
+                ignore_client_messages(),
+                until_shutdown(),
+            ]
+            if not as_json:
+                work.append(_announce_presence(broker, payment))
+            try:
+                await race(*work)
+            except SubscriptionLaggedError:
+                await websocket.close(CLOSE_TRY_AGAIN, "fell behind: reconnect")
+            except TooBigError:
+                await websocket.close(CLOSE_TOO_BIG, "message too big")
+            except ServerClosingError:
+                await websocket.close(CLOSE_RESTART, "server restarting")
 
 
 async def _push_changes(payment: Payment, events: AsyncIterator[Event], as_json: bool) -> None:
@@ -76,6 +86,7 @@ async def _push_changes(payment: Payment, events: AsyncIterator[Event], as_json:
             event = _EXPIRED
         payment = await payments.get_payment(payment.id)
         await _send(payment, event, as_json)
+        get_metrics().pushed(event)
 
 
 def _seconds_to_expiry(payment: Payment) -> float | None:

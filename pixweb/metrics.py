@@ -1,0 +1,76 @@
+"""Prometheus metrics of one process: requests, open sockets, broker events, push latency.
+
+Each app owns its registry (tests build many apps in one process). With several workers
+each process answers /metrics for itself: scrape every worker, or one port per worker.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+BROKER_COUNTERS = ("published", "delivered", "dropped", "interrupted", "publish_failures")
+
+
+class _BrokerCollector(Collector):
+    """Reads the broker's own counters at scrape time (no double bookkeeping)."""
+
+    def __init__(self, broker: Any) -> None:
+        self.broker = broker
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "pixweb_broker_events", "Broker events by outcome", labels=["outcome"]
+        )
+        for name in BROKER_COUNTERS:
+            family.add_metric([name], float(getattr(self.broker, name, 0)))
+        yield family
+
+
+class Metrics:
+    """The metrics one app exports."""
+
+    def __init__(self, broker: Any) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "pixweb_http_requests",
+            "HTTP requests by route and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.sockets = Gauge(
+            "pixweb_open_websockets", "Open WebSockets by kind", ["kind"], registry=self.registry
+        )
+        self.push_latency = Histogram(
+            "pixweb_confirmation_push_seconds",
+            "From a committed state change to its fragment sent on a socket",
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=self.registry,
+        )
+        self.registry.register(_BrokerCollector(broker))
+
+    @contextmanager
+    def socket_open(self, kind: str) -> Iterator[None]:
+        """Count a socket as open for the duration of the block."""
+        gauge = self.sockets.labels(kind)
+        gauge.inc()
+        try:
+            yield
+        finally:
+            gauge.dec()
+
+    def pushed(self, event: dict[str, Any]) -> None:
+        """Record the latency of a push caused by `event` (stamped `at` when published)."""
+        if isinstance(at := event.get("at"), int | float):
+            self.push_latency.observe(max(time.time() - at, 0.0))
+
+    def render(self) -> bytes:
+        """The exposition text for a scrape."""
+        return generate_latest(self.registry)

@@ -1,0 +1,55 @@
+"""Per-request bookkeeping: a request id, the request counter, one JSON log line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+
+from quart import Quart, Response, g, request
+
+from pixweb.deps import get_metrics
+
+REQUEST_ID_HEADER = "X-Request-ID"
+log = logging.getLogger("pixweb.access")
+
+
+def init_app(app: Quart, *, json_logs: bool) -> None:
+    """Tag every request with an id, count it, and (production) log it as one JSON line."""
+    if json_logs:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+    @app.before_request
+    async def start() -> None:
+        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+        # Keep a caller's id when it looks like one; never log arbitrary header text.
+        ok = 0 < len(incoming) <= 64 and incoming.replace("-", "").isalnum()
+        g.request_id = incoming if ok else uuid.uuid4().hex
+        g.started = time.perf_counter()
+
+    @app.after_request
+    async def finish(response: Response) -> Response:
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        get_metrics().requests.labels(request.method, route, str(response.status_code)).inc()
+        request_id = g.get("request_id", "")
+        response.headers[REQUEST_ID_HEADER] = request_id
+        if json_logs:
+            log.info(
+                json.dumps(
+                    {
+                        "request_id": request_id,
+                        "method": request.method,
+                        "path": request.path,
+                        "route": route,
+                        "status": response.status_code,
+                        "duration_ms": round((time.perf_counter() - g.get("started", 0)) * 1000, 2),
+                        "remote": request.remote_addr,
+                    }
+                )
+            )
+        return response
