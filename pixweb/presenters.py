@@ -40,14 +40,16 @@ def payment_dict(payment: Payment) -> dict[str, Any]:
     }
 
 
-def status_context(payment: Payment, *, oob: bool = False) -> dict[str, Any]:
-    """Variables of the status partial; `oob` marks a push that HTMX swaps by id."""
+def status_context(payment: Payment, *, sandbox: bool, oob: bool = False) -> dict[str, Any]:
+    """Variables of the status partial; `oob` marks a push that HTMX swaps by id, `sandbox`
+    shows the development-only "Simular pagamento" button on a pending charge."""
     status = payment.status_at(utcnow())
     return {
         "payment": payment,
         "status": status,
         "qr_svg": qr.svg_inline(payment.brcode) if status == PaymentStatus.PENDING else "",
         "oob": oob,
+        "sandbox": sandbox,
     }
 
 

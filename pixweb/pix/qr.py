@@ -40,4 +40,8 @@ def svg(payload: str, scale: int = 8) -> str:
 def svg_inline(payload: str, scale: int = 6) -> str:
     """Render the payload as an <svg> element to embed in a page."""
     qr = _make(payload)
-    return str(qr.svg_inline(scale=scale, border=_BORDER, light="#fff", title=_TITLE))
+    # omitsize: a viewBox instead of fixed width/height, so CSS scales the code instead
+    # of clipping it (a clipped QR loses its corner finders and cannot be scanned).
+    return str(
+        qr.svg_inline(scale=scale, border=_BORDER, light="#fff", title=_TITLE, omitsize=True)
+    )

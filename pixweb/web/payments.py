@@ -15,17 +15,18 @@ from pixweb.services import payments
 blueprint = Blueprint("web_payments", __name__)
 
 
+def _htmx() -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
 @blueprint.get("/payments/pix/<uuid:payment_id>")
 @hide
 async def payment_page(payment_id: UUID) -> Response:
     """Show the QR code, copy-paste code, amount and live status of a charge."""
     payment = await payments.get_payment(payment_id)
-    context = status_context(payment)
-    if request.headers.get("HX-Request") == "true":
-        body = await render_template("partials/payment_status.html", **context)
-    else:
-        sandbox = not get_config().production
-        body = await render_template("pages/payment.html", sandbox=sandbox, **context)
+    context = status_context(payment, sandbox=not get_config().production)
+    template = "partials/payment_status.html" if _htmx() else "pages/payment.html"
+    body = await render_template(template, **context)
     # The same URL answers a page or a partial, and the status must never be stale.
     return Response(body, headers={"Vary": "HX-Request", "Cache-Control": "no-store"})
 
@@ -47,5 +48,5 @@ async def simulate_payment(payment_id: UUID) -> tuple[str, int]:
         )
     except ConflictError:
         status = 409  # expired or cancelled: the partial shows why
-    body = await render_template("partials/payment_status.html", **status_context(payment))
-    return body, status
+    context = status_context(payment, sandbox=True)
+    return await render_template("partials/payment_status.html", **context), status

@@ -17,7 +17,7 @@ from pydantic_core import to_jsonable_python
 from quart import Blueprint, render_template, websocket
 
 from pixweb.broker import Broker, Event, SubscriptionLaggedError
-from pixweb.deps import get_broker, get_metrics
+from pixweb.deps import get_broker, get_config, get_metrics
 from pixweb.errors import NotFoundError
 from pixweb.models import Payment, PaymentStatus
 from pixweb.presenters import payment_dict, status_context
@@ -112,7 +112,7 @@ async def _announce_presence(broker: Broker, payment: Payment) -> None:
 
 async def _send(payment: Payment, event: Event | None, as_json: bool) -> None:
     if not as_json:
-        context = status_context(payment, oob=True)
+        context = status_context(payment, sandbox=not get_config().production, oob=True)
         await websocket.send(await render_template("partials/payment_status.html", **context))
         return
     name = "payment-status"
