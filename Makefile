@@ -30,5 +30,9 @@ lint: $(VENV)/.installed-test
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Not part of `make test`: a few minutes of load against real servers on 127.0.0.1.
+bench: $(VENV)/.installed-test
+	$(BIN)/python -m tests.benchmarks.bench
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

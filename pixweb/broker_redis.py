@@ -1,27 +1,22 @@
-"""Redis backend of the broker, for several server processes: `RedisBroker`.
+"""Redis backend of the broker, for several server processes (imported only by make_broker).
 
-Imported only by `make_broker("redis://...")`, so the memory backend never imports redis.
+PUBLISH goes through a small pool, JSON-encoded. All subscriptions of the process share one
+dedicated connection: a channel is SUBSCRIBEd when it gets its first local subscriber and
+UNSUBSCRIBEd when its last leaves; one reader task decodes each message once and fans it out
+to the local bounded queues (`_Subscriber`, with MemoryBroker's drop-when-full policy).
 
-Connections: PUBLISH goes through one small pool (JSON-encoded events). All subscriptions of
-the process share one dedicated connection: a channel is SUBSCRIBEd when it gets its first
-local subscriber and UNSUBSCRIBEd when its last one leaves, and one reader task decodes each
-message once and fans it out to the local bounded queues (`_Subscriber`: the same
-drop-when-full policy as `MemoryBroker`).
-
-Outages. Redis pub/sub has no replay, so whoever may have missed an event must resync.
-When the connection is lost, every confirmed local subscription raises
-`SubscriptionInterruptedError` (the socket closes with 1013, the browser reconnects and reads
-the current state from the database) and the reader reconnects with backoff, re-subscribing
-the channels that still have local subscribers. An idle connection is PINGed, so a silently
-dead one is noticed too.
+Outages. Pub/sub has no replay, so whoever may have missed an event must resync. When the
+connection is lost (or an idle one stops answering PING), every confirmed local subscription
+raises `SubscriptionInterruptedError` (the socket closes with 1013; the browser reconnects and
+reads the current state from the database), and the reader reconnects with backoff,
+re-subscribing the channels that still have local subscribers.
 
 `subscribe()` never raises for an outage and returns within `timeout`: it registers locally
-(so it works while Redis is down) and waits until Redis confirms the SUBSCRIBE, because only
-then are the channel's events guaranteed and may the caller read the state they update. If
-no confirmation comes in time, the subscription is returned already interrupted: its first
-`anext()` raises `SubscriptionInterruptedError`, the one failure path callers handle anyway.
-`publish()` returns within `timeout` and never raises for an outage: it logs and counts
-(`publish_failures`); the committed state change stands either way.
+(so it works while Redis is down) and waits for Redis to confirm the SUBSCRIBE, since only
+then are the channel's events guaranteed and may the caller read the state they update.
+Unconfirmed in time, the subscription comes back already interrupted: its first `anext()`
+raises `SubscriptionInterruptedError`, the failure path callers handle anyway. `publish()`
+returns within `timeout` and logs and counts an outage (`publish_failures`), never raises it.
 """
 
 from __future__ import annotations
@@ -34,7 +29,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -46,6 +41,7 @@ from pixweb.broker import Counters, Event, SubscriptionInterruptedError, _Subscr
 logger = logging.getLogger(__name__)
 
 TIMEOUT = 2.0  # seconds for a connect, a PUBLISH, a SUBSCRIBE confirmation
+PUBLISH_CONNECTIONS = 4  # per process; PUBLISH is one quick round trip
 PROBE_INTERVAL = 15.0  # an idle subscription connection is PINGed this often
 FIRST_DELAY, MAX_DELAY = 0.1, 5.0  # reconnect backoff, doubling
 
@@ -72,15 +68,19 @@ class RedisBroker(Counters):
     ) -> None:
         # Lazy: nothing connects before the first publish or subscribe. Protocol 2 because
         # the reader parses RESP2 pub/sub replies; one retry so a pooled connection that died
-        # with a Redis restart is replaced instead of failing the next PUBLISH.
-        self._redis = Redis.from_url(
+        # with a Redis restart is replaced instead of failing the next PUBLISH; a blocking pool
+        # so a burst of publishes waits for a few connections instead of opening one each.
+        pool = BlockingConnectionPool.from_url(
             url,
+            max_connections=PUBLISH_CONNECTIONS,
+            timeout=timeout,
             protocol=2,
             socket_connect_timeout=timeout,
             socket_timeout=timeout,
             retry=Retry(NoBackoff(), 1),
             client_name=client_name,
         )
+        self._redis = Redis.from_pool(pool)
         # Redis pub/sub channels ignore the db number: a prefix keeps apps (and tests) apart.
         self._prefix = channel_prefix
         self._timeout = timeout
@@ -90,6 +90,7 @@ class RedisBroker(Counters):
         self._acks: deque[_Channel | None] = deque()  # expected (UN)SUBSCRIBE replies, in order
         self._reader: asyncio.Task[None] | None = None
         self._writes: set[asyncio.Task[None]] = set()
+        self._write_lock = asyncio.Lock()
         self._closed = False
 
     @property
@@ -158,26 +159,31 @@ class RedisBroker(Counters):
         connection = self._connection
         if connection is None:
             return
-        self._acks.append(entry)
-        task = asyncio.create_task(self._write(connection, command, self._prefix + channel))
+        task = asyncio.create_task(self._write(connection, command, channel, entry))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
-    async def _write(self, connection: AbstractConnection, *args: str) -> None:
-        # Runs a step after _send: if the reader replaced or lost the connection meanwhile,
-        # skip (writing would silently reconnect a dead one; the reader re-subscribes).
-        if connection is not self._connection or not connection.is_connected:
-            return
-        try:
-            await connection.send_command(*args)
-        except (RedisError, OSError) as exc:  # the reader sees the same failure and recovers
-            logger.warning("broker: %s failed: %s", args[0], _describe(exc))
+    async def _write(
+        self, connection: AbstractConnection, command: str, channel: str, entry: _Channel | None
+    ) -> None:
+        # Under the lock, replies come in the order the acks are queued. If the reader replaced
+        # or lost the connection meanwhile, skip: writing would silently reconnect a dead one,
+        # and the reader re-subscribes what is still in the table.
+        async with self._write_lock:
+            if connection is not self._connection or not connection.is_connected:
+                return
+            self._acks.append(entry)
+            try:
+                await connection.send_command(command, self._prefix + channel)
+            # Broad: a connection torn down mid-write can fail with anything (redis-py sets its
+            # writer to None); the reader sees the same breakage and recovers.
+            except Exception as exc:
+                logger.warning("broker: %s failed: %s", command, _describe(exc))
 
     async def _read_forever(self) -> None:
         delay = FIRST_DELAY
         while True:
-            # A connection of the pool's kind and settings, but not lent by it: the reader
-            # owns it for good (redis-py leaves these two methods unannotated).
+            # The pool's kind and settings, not lent by it (redis-py leaves it unannotated).
             connection = self._redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
             try:
                 await self._attach(connection)
@@ -198,10 +204,12 @@ class RedisBroker(Counters):
     async def _attach(self, connection: AbstractConnection) -> None:
         """Connect, then SUBSCRIBE every channel that has local subscribers."""
         await connection.connect()  # type: ignore[no-untyped-call]
-        self._connection = connection
-        self._acks = deque(self._channels.values())
-        if self._channels:
-            await connection.send_command("SUBSCRIBE", *(self._prefix + c for c in self._channels))
+        async with self._write_lock:
+            self._connection = connection
+            self._acks = deque(self._channels.values())
+            if self._channels:
+                names = [self._prefix + channel for channel in self._channels]
+                await connection.send_command("SUBSCRIBE", *names)
         logger.info("broker: Redis subscriptions up (%d channels)", len(self._channels))
 
     def _detach(self) -> None:

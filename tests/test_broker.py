@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 
 from pixweb import broker as broker_module
-from pixweb.broker import QUEUE_SIZE, Broker, MemoryBroker, SubscriptionLaggedError, make_broker
+from pixweb.broker import QUEUE_SIZE, Broker, SubscriptionLaggedError, make_broker
+from tests.test_broker_redis import open_test_broker
 
 
-@pytest.fixture(params=["memory"])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.services)])
 async def broker(request: pytest.FixtureRequest) -> AsyncIterator[Broker]:
-    backend = make_broker(f"{request.param}://")
+    backend = make_broker("memory://") if request.param == "memory" else await open_test_broker()
     try:
         yield backend
     finally:
@@ -75,8 +76,7 @@ async def test_a_slow_subscriber_is_dropped_without_blocking_anyone(broker: Brok
                 await next_event(slow)
 
 
-async def test_connect_disconnect_leaves_nothing_behind() -> None:
-    broker = MemoryBroker()
+async def test_connect_disconnect_leaves_nothing_behind(broker: Broker) -> None:
     for n in range(1000):
         async with broker.subscribe(f"payment:{n % 7}"):
             pass
@@ -86,7 +86,7 @@ async def test_connect_disconnect_leaves_nothing_behind() -> None:
 
 
 async def test_publishing_touches_only_that_channels_subscribers(
-    monkeypatch: pytest.MonkeyPatch,
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     offers: list[object] = []
     original = broker_module._Subscriber.offer
@@ -96,14 +96,38 @@ async def test_publishing_touches_only_that_channels_subscribers(
         original(self, event)
 
     monkeypatch.setattr(broker_module._Subscriber, "offer", counting_offer)
-    broker = MemoryBroker()
     async with AsyncExitStack() as stack:
         for n in range(1000):
             await stack.enter_async_context(broker.subscribe(f"payment:{n}"))
         watched = [await stack.enter_async_context(broker.subscribe("payment:x")) for _ in range(3)]
         await broker.publish("payment:x", {"n": 1})
+        for events in watched:
+            await next_event(events)
         assert len(offers) == 3
         assert set(offers) == set(watched)
+
+
+async def test_counters_count_publishes_and_deliveries(broker: Broker) -> None:
+    async with broker.subscribe("c") as one, broker.subscribe("c") as two:
+        await broker.publish("c", {"n": 1})
+        await next_event(one)
+        await next_event(two)
+    assert (broker.published, broker.delivered, broker.publish_failures) == (1, 2, 0)
+
+
+async def test_dropping_a_slow_subscriber_is_counted(broker: Broker) -> None:
+    async with broker.subscribe("c") as slow, broker.subscribe("c") as fast:
+        for n in range(QUEUE_SIZE + 1):
+            await broker.publish("c", {"n": n})
+            await next_event(fast)
+        with pytest.raises(SubscriptionLaggedError):
+            while True:
+                await next_event(slow)
+    assert broker.dropped == 1
+
+
+async def test_ping_answers(broker: Broker) -> None:
+    assert await broker.ping() is True
 
 
 def test_unknown_scheme_is_refused() -> None:
