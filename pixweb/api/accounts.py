@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
-from quart import Blueprint, request
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from quart import Blueprint
 from quart_schema import (
     document_headers,
     tag,
@@ -17,7 +17,7 @@ from quart_schema import (
 
 from pixweb import money
 from pixweb.api.security import Handler, bearer_required
-from pixweb.api.types import Amount
+from pixweb.api.types import DB_ID_MAX, Amount, idempotency_key
 from pixweb.deps import current_merchant, get_broker
 from pixweb.models import Movement, MovementKind
 from pixweb.services import accounts, payments
@@ -75,14 +75,10 @@ class PayIn(BaseModel):
 
 class MovementsQuery(BaseModel):
     kind: MovementKind | None = None
-    since: datetime | None = None
-    until: datetime | None = None
+    since: AwareDatetime | None = Field(None, description="ISO 8601 with a time zone")
+    until: AwareDatetime | None = Field(None, description="ISO 8601 with a time zone")
     limit: int = Field(20, ge=1, le=100)
-    before: int | None = Field(None, ge=1)
-
-
-def _idempotency_key() -> str | None:
-    return request.headers.get("Idempotency-Key") or None
+    before: int | None = Field(None, ge=1, le=DB_ID_MAX)
 
 
 def _created(result: tuple[Movement, bool]) -> tuple[MovementOut, int]:
@@ -133,7 +129,7 @@ async def deposit(data: ValueIn) -> tuple[MovementOut, int]:
     merchant = await current_merchant()
     return _created(
         await accounts.deposit(
-            merchant, data.value, broker=get_broker(), idempotency_key=_idempotency_key()
+            merchant, data.value, broker=get_broker(), idempotency_key=idempotency_key()
         )
     )
 
@@ -144,7 +140,7 @@ async def withdraw(data: ValueIn) -> tuple[MovementOut, int]:
     merchant = await current_merchant()
     return _created(
         await accounts.withdraw(
-            merchant, data.value, broker=get_broker(), idempotency_key=_idempotency_key()
+            merchant, data.value, broker=get_broker(), idempotency_key=idempotency_key()
         )
     )
 
@@ -160,7 +156,7 @@ async def transfer(data: TransferIn) -> tuple[MovementOut, int]:
             data.value,
             description=data.description,
             broker=get_broker(),
-            idempotency_key=_idempotency_key(),
+            idempotency_key=idempotency_key(),
         )
     )
 
@@ -171,7 +167,7 @@ async def pay(data: PayIn) -> tuple[MovementOut, int]:
     merchant = await current_merchant()
     return _created(
         await payments.pay_brcode(
-            merchant, data.brcode, broker=get_broker(), idempotency_key=_idempotency_key()
+            merchant, data.brcode, broker=get_broker(), idempotency_key=idempotency_key()
         )
     )
 

@@ -53,6 +53,10 @@ def handle_pixweb_error(error: PixwebError) -> Response:
     return error_response(status, error.code, error.detail, error.fields)
 
 
+# pydantic error types meaning the body (or query) itself is not an object.
+NOT_AN_OBJECT = {"model_type", "model_attributes_type", "dict_type"}
+
+
 def _field_errors(error: ValidationError) -> dict[str, str]:
     fields: dict[str, str] = {}
     for item in error.errors():
@@ -65,9 +69,11 @@ def handle_validation_error(error: RequestSchemaValidationError) -> Response:
     """Turn quart-schema's bare 400 into one that names each bad field."""
     cause = error.validation_error
     if isinstance(cause, ValidationError):
-        fields = _field_errors(cause)
-        if list(fields) == ["body"] or any(item["type"] == "model_type" for item in cause.errors()):
+        if any(item["type"] in NOT_AN_OBJECT for item in cause.errors()):
             return error_response(400, "invalid_body", "the body must be a JSON object")
+        fields = _field_errors(cause)
+        if "body" in fields:  # a rule across fields (a model validator) says it best
+            return error_response(400, "invalid_input", fields["body"], fields)
         names = ", ".join(sorted(fields))
         return error_response(400, "invalid_input", f"invalid fields: {names}", fields)
     return error_response(400, "invalid_input", str(cause))

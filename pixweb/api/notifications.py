@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from quart import Blueprint
 from quart_schema import tag, validate_querystring, validate_request, validate_response
 
 from pixweb.api.security import bearer_required
+from pixweb.api.types import DB_ID_MAX
 from pixweb.deps import current_merchant
 from pixweb.services import accounts, notifications
 
@@ -33,12 +34,12 @@ class NotificationList(BaseModel):
 
 class HistoryQuery(BaseModel):
     limit: int = Field(20, ge=1, le=100)
-    before: int | None = Field(None, ge=1)
+    before: int | None = Field(None, ge=1, le=DB_ID_MAX)
 
 
 class ReadIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    ids: list[int] | None = Field(None, max_length=500)
+    ids: list[Annotated[int, Field(ge=1, le=DB_ID_MAX)]] | None = Field(None, max_length=500)
     all: bool = False
 
     @model_validator(mode="after")

@@ -6,7 +6,7 @@ from datetime import datetime
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
-from quart import Blueprint, Response, request
+from quart import Blueprint, Response
 from quart_schema import (
     document_headers,
     tag,
@@ -16,7 +16,7 @@ from quart_schema import (
 )
 
 from pixweb.api.security import bearer_required, signed_by_bank
-from pixweb.api.types import Amount
+from pixweb.api.types import Amount, idempotency_key
 from pixweb.deps import current_merchant, get_broker
 from pixweb.errors import NotFoundError
 from pixweb.models import Payment, PaymentStatus
@@ -99,7 +99,7 @@ async def create_payment(data: PaymentIn) -> tuple[PaymentOut, int]:
         amount_cents=data.value,
         description=data.description,
         expires_in=data.expires_in,
-        idempotency_key=request.headers.get("Idempotency-Key") or None,
+        idempotency_key=idempotency_key(),
         broker=get_broker(),
     )
     payment.merchant = merchant

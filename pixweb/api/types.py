@@ -5,9 +5,27 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, WithJsonSchema
+from quart import request
 
 from pixweb import money
-from pixweb.errors import InvalidAmountError
+from pixweb.errors import InvalidAmountError, InvalidInputError
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_MAX = 255
+DB_ID_MAX = 2**63 - 1  # BIGINT: a larger cursor would overflow the query, not just miss
+
+
+def idempotency_key() -> str | None:
+    """The request's Idempotency-Key (printable ASCII, at most 255 characters), if any."""
+    key = request.headers.get(IDEMPOTENCY_HEADER, "")
+    if not key:
+        return None
+    if len(key) > IDEMPOTENCY_MAX or not key.isprintable() or not key.isascii():
+        message = f"must be 1 to {IDEMPOTENCY_MAX} printable ASCII characters"
+        raise InvalidInputError(
+            f"{IDEMPOTENCY_HEADER} {message}", fields={"Idempotency-Key": message}
+        )
+    return key
 
 
 def _amount(value: Any) -> int:

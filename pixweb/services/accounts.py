@@ -21,7 +21,7 @@ from tortoise.transactions import in_transaction
 
 from pixweb import money
 from pixweb.broker import Broker
-from pixweb.errors import ConflictError, NotFoundError, UnprocessableError
+from pixweb.errors import ConflictError, InvalidInputError, NotFoundError, UnprocessableError
 from pixweb.models import Account, Merchant, Movement, MovementKind, Notification
 from pixweb.services import merchants
 from pixweb.services.clock import utcnow
@@ -185,7 +185,8 @@ async def _single(
                 now=utcnow(),
                 idempotency=(idempotency_key, fingerprint) if idempotency_key else None,
             )
-    except IntegrityError:
+    except (IntegrityError, InsufficientFundsError):
+        # A concurrent request with the same key may have won: answer as its replay.
         if replayed := await replay(account.id, idempotency_key, fingerprint):
             return replayed, False
         raise
@@ -225,7 +226,11 @@ async def transfer(
     idempotency_key: str | None = None,
 ) -> tuple[Movement, bool]:
     """Move money to another merchant's account; return the sender's movement."""
-    recipient = await Merchant.get_or_none(email=merchants.normalize_email(to_email))
+    try:
+        email = merchants.normalize_email(to_email)
+    except InvalidInputError as exc:
+        raise InvalidInputError(exc.detail, fields={"to_email": exc.detail}) from exc
+    recipient = await Merchant.get_or_none(email=email)
     if recipient is None:
         raise NotFoundError("no merchant with this e-mail", fields={"to_email": "not found"})
     if recipient.id == sender.id:
@@ -257,7 +262,8 @@ async def transfer(
                     description=description,
                     idempotency=(idempotency_key or "", fingerprint) if mine else None,
                 )
-    except IntegrityError:
+    except (IntegrityError, InsufficientFundsError):
+        # A concurrent request with the same key may have won: answer as its replay.
         if replayed := await replay(source.id, idempotency_key, fingerprint):
             return replayed, False
         raise

@@ -23,7 +23,7 @@ FIELD_MESSAGES = {
     "password": "A senha deve ter de 8 a 256 caracteres.",
     "pix_key": "Chave Pix inválida: use CPF, CNPJ, e-mail, telefone com +55 ou chave aleatória.",
     "value": "Informe um valor maior que zero, como 10,50 (até R$ 1.000.000,00).",
-    "to_email": "Não há conta com este e-mail.",
+    "to_email": "Não há conta com este e-mail.",  # a malformed one is not an account either
     "brcode": "Código Pix inválido.",
     "expires_in": "Escolha uma validade entre 1 minuto e 7 dias.",
 }
@@ -54,6 +54,8 @@ def messages_for(error: PixwebError) -> dict[str, str]:
         messages["email"] = "Já existe uma conta com este e-mail."
     elif isinstance(error, NotFoundError) and "to_email" in fields:
         messages["to_email"] = FIELD_MESSAGES["to_email"]
+    elif isinstance(error, UnprocessableError) and "to_email" in fields:
+        messages["to_email"] = "Não é possível transferir para a sua própria conta."
     elif error.code in CODE_MESSAGES:
         messages[""] = CODE_MESSAGES[error.code]
     elif isinstance(error, UnprocessableError) and "brcode" in fields:

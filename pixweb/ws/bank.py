@@ -74,6 +74,7 @@ class _Session:
     def __init__(self) -> None:
         self.merchant: Merchant | None = None
         self.room: asyncio.Task[None] | None = None
+        self.subscription = contextlib.AsyncExitStack()
 
     async def authenticate(self, data: dict[str, Any]) -> Merchant | None:
         token = data.get("token")
@@ -87,9 +88,14 @@ class _Session:
             return None
 
     async def join(self, merchant: Merchant) -> None:
+        """Enter the merchant's room: subscribed before `autenticado` is sent, so nothing
+        that happens after the client reads it can be missed."""
         await self.leave()
+        account = await accounts.get_account(merchant.id)
+        channel = accounts.account_channel(merchant.id)
+        events = await self.subscription.enter_async_context(get_broker().subscribe(channel))
         self.merchant = merchant
-        self.room = asyncio.create_task(_push_room(merchant))
+        self.room = asyncio.create_task(_forward(events, account.id, merchant.name))
 
     async def leave(self) -> None:
         if self.room is not None:
@@ -97,6 +103,7 @@ class _Session:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.room
             self.room = None
+        await self.subscription.aclose()
 
 
 @blueprint.websocket("/ws")
@@ -184,18 +191,16 @@ def _balance(account_id: int, name: str, cents: int) -> dict[str, Any]:
     }
 
 
-async def _push_room(merchant: Merchant) -> None:
-    """Forward the merchant's movements as `notificacao` + `saldo_atualizado`."""
-    account = await accounts.get_account(merchant.id)
-    async with get_broker().subscribe(accounts.account_channel(merchant.id)) as events:
-        try:
-            await _forward(events, account.id, merchant.name)
-        except SubscriptionLaggedError:
-            # The room missed events: the client reconnects and asks for its balance again.
-            await websocket.close(CLOSE_TRY_AGAIN, "fell behind: reconnect")
-
-
 async def _forward(events: AsyncIterator[Event], account_id: int, name: str) -> None:
+    """Forward the merchant's movements as `notificacao` + `saldo_atualizado`."""
+    try:
+        await _forward_events(events, account_id, name)
+    except SubscriptionLaggedError:
+        # The room missed events: the client reconnects and asks for its balance again.
+        await websocket.close(CLOSE_TRY_AGAIN, "fell behind: reconnect")
+
+
+async def _forward_events(events: AsyncIterator[Event], account_id: int, name: str) -> None:
     async for event in events:
         if event.get("type") != "movement":
             continue

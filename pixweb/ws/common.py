@@ -30,7 +30,13 @@ class TooBigError(Exception):
 async def receive_limited(limit: int) -> str | bytes:
     """Receive one client message, or raise TooBigError when it is over `limit` bytes."""
     message = await websocket.receive()
-    if len(message) > limit:
+    # Text counts in UTF-8 bytes (up to 4 per character); encode only when it could matter.
+    size = (
+        len(message.encode())
+        if isinstance(message, str) and len(message) * 4 > limit
+        else len(message)
+    )
+    if size > limit:
         raise TooBigError(f"message over {limit} bytes")
     return message
 
