@@ -23,17 +23,7 @@ from pixweb.deps import get_broker, get_config, get_metrics
 from pixweb.errors import AuthenticationError, NotFoundError
 from pixweb.models import Merchant
 from pixweb.services import accounts, merchants
-from pixweb.ws.common import (
-    CLOSE_POLICY,
-    CLOSE_RESTART,
-    CLOSE_TOO_BIG,
-    CLOSE_TRY_AGAIN,
-    ServerClosingError,
-    TooBigError,
-    race,
-    receive_limited,
-    until_shutdown,
-)
+from pixweb.ws.common import CLOSE_POLICY, CLOSE_TRY_AGAIN, receive_limited, serve_until_closed
 
 blueprint = Blueprint("ws_bank", __name__)
 
@@ -114,11 +104,7 @@ async def bank_socket() -> None:
     session = _Session()
     with get_metrics().socket_open("bank"):
         try:
-            await race(_serve(session), until_shutdown())
-        except TooBigError:
-            await websocket.close(CLOSE_TOO_BIG, "message too big")
-        except ServerClosingError:
-            await websocket.close(CLOSE_RESTART, "server restarting")
+            await serve_until_closed(_serve(session))
         finally:
             await session.leave()
 

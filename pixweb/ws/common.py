@@ -9,6 +9,7 @@ from typing import Any
 
 from quart import websocket
 
+from pixweb.broker import SubscriptionLaggedError
 from pixweb.deps import get_shutdown
 
 CLOSE_POLICY = 1008  # unknown resource, not authenticated, bad origin, flooding
@@ -51,6 +52,20 @@ async def until_shutdown() -> None:
     """Return never; raise ServerClosingError once a graceful shutdown begins."""
     await get_shutdown().wait()
     raise ServerClosingError("server shutting down")
+
+
+async def serve_until_closed(*work: Coroutine[Any, Any, None]) -> None:
+    """Run a socket's work until one part ends, and close with the code its ending calls for:
+    1013 for a dropped subscription (the client reconnects and resyncs), 1009 for a frame
+    too big, 1012 for a graceful server shutdown."""
+    try:
+        await race(*work, until_shutdown())
+    except SubscriptionLaggedError:
+        await websocket.close(CLOSE_TRY_AGAIN, "fell behind: reconnect")
+    except TooBigError:
+        await websocket.close(CLOSE_TOO_BIG, "message too big")
+    except ServerClosingError:
+        await websocket.close(CLOSE_RESTART, "server restarting")
 
 
 async def race(*coroutines: Coroutine[Any, Any, None]) -> None:

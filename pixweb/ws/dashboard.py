@@ -17,23 +17,13 @@ from uuid import UUID
 
 from quart import Blueprint, render_template, websocket
 
-from pixweb.broker import Event, SubscriptionLaggedError
+from pixweb.broker import Event
 from pixweb.deps import get_broker, get_metrics, session_merchant
 from pixweb.models import Merchant, Movement, MovementKind, Notification, PaymentStatus
 from pixweb.presenters import chart_context, dashboard_context
 from pixweb.services import accounts, notifications, payments
 from pixweb.services.clock import utcnow
-from pixweb.ws.common import (
-    CLOSE_POLICY,
-    CLOSE_RESTART,
-    CLOSE_TOO_BIG,
-    CLOSE_TRY_AGAIN,
-    ServerClosingError,
-    TooBigError,
-    ignore_client_messages,
-    race,
-    until_shutdown,
-)
+from pixweb.ws.common import CLOSE_POLICY, ignore_client_messages, serve_until_closed
 from pixweb.ws.payments import presence_channel
 
 blueprint = Blueprint("ws_dashboard", __name__)
@@ -59,14 +49,7 @@ async def dashboard_socket() -> None:
             await websocket.send(await _render("partials/dashboard_sync.html", context, oob=True))
             await broker.publish(presence_channel(merchant.id), {"type": "presence.ping"})
             live = _Live(merchant, context)
-            try:
-                await race(live.push(events), ignore_client_messages(), until_shutdown())
-            except SubscriptionLaggedError:
-                await websocket.close(CLOSE_TRY_AGAIN, "fell behind: reconnect")
-            except TooBigError:
-                await websocket.close(CLOSE_TOO_BIG, "message too big")
-            except ServerClosingError:
-                await websocket.close(CLOSE_RESTART, "server restarting")
+            await serve_until_closed(live.push(events), ignore_client_messages())
 
 
 async def _render(template: str, context: dict[str, Any], **extra: Any) -> str:

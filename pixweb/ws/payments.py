@@ -16,24 +16,14 @@ from uuid import UUID
 from pydantic_core import to_jsonable_python
 from quart import Blueprint, render_template, websocket
 
-from pixweb.broker import Broker, Event, SubscriptionLaggedError
+from pixweb.broker import Broker, Event
 from pixweb.deps import get_broker, get_config, get_metrics
 from pixweb.errors import NotFoundError
 from pixweb.models import Payment, PaymentStatus
 from pixweb.presenters import payment_dict, status_context
 from pixweb.services import accounts, payments
 from pixweb.services.clock import utcnow
-from pixweb.ws.common import (
-    CLOSE_POLICY,
-    CLOSE_RESTART,
-    CLOSE_TOO_BIG,
-    CLOSE_TRY_AGAIN,
-    ServerClosingError,
-    TooBigError,
-    ignore_client_messages,
-    race,
-    until_shutdown,
-)
+from pixweb.ws.common import CLOSE_POLICY, ignore_client_messages, serve_until_closed
 
 blueprint = Blueprint("ws_payments", __name__)
 _EXPIRED: Event = {"type": "payment.expired"}
@@ -59,21 +49,10 @@ async def payment_socket(payment_id: UUID) -> None:
         async with broker.subscribe(payments.payment_channel(payment_id)) as events:
             payment = await payments.get_payment(payment_id)  # read after subscribing
             await _send(payment, None, as_json)
-            work = [
-                _push_changes(payment, events, as_json),
-                ignore_client_messages(),
-                until_shutdown(),
-            ]
+            work = [_push_changes(payment, events, as_json), ignore_client_messages()]
             if not as_json:
                 work.append(_announce_presence(broker, payment))
-            try:
-                await race(*work)
-            except SubscriptionLaggedError:
-                await websocket.close(CLOSE_TRY_AGAIN, "fell behind: reconnect")
-            except TooBigError:
-                await websocket.close(CLOSE_TOO_BIG, "message too big")
-            except ServerClosingError:
-                await websocket.close(CLOSE_RESTART, "server restarting")
+            await serve_until_closed(*work)
 
 
 async def _push_changes(payment: Payment, events: AsyncIterator[Event], as_json: bool) -> None:
