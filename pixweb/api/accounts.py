@@ -20,7 +20,7 @@ from pixweb.api.security import Handler, bearer_required
 from pixweb.api.types import DB_ID_MAX, Amount, idempotency_key
 from pixweb.deps import current_merchant, get_broker
 from pixweb.models import Movement, MovementKind
-from pixweb.services import accounts, payments
+from pixweb.services import accounts, settlement
 
 blueprint = Blueprint("api_accounts", __name__)
 
@@ -166,7 +166,7 @@ async def pay(data: PayIn) -> tuple[MovementOut, int]:
     """Pay a pixweb charge's copy-paste code from the balance."""
     merchant = await current_merchant()
     return _created(
-        await payments.pay_brcode(
+        await settlement.pay_brcode(
             merchant, data.brcode, broker=get_broker(), idempotency_key=idempotency_key()
         )
     )

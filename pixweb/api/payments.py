@@ -22,7 +22,7 @@ from pixweb.errors import NotFoundError
 from pixweb.models import Payment, PaymentStatus
 from pixweb.pix import qr
 from pixweb.presenters import payment_dict
-from pixweb.services import payments
+from pixweb.services import payments, settlement
 
 blueprint = Blueprint("api_payments", __name__)
 
@@ -174,7 +174,7 @@ class ConfirmationHeaders(BaseModel):
 @validate_response(PaymentOut)
 async def confirm_payment(data: ConfirmationIn) -> PaymentOut:
     """The bank confirms a PIX received for a payment (idempotent)."""
-    payment = await payments.confirm_payment(
+    payment = await settlement.confirm_payment(
         txid=data.bank_payment_id,
         amount_cents=data.value,
         end_to_end_id=data.end_to_end_id,

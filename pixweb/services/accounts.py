@@ -82,7 +82,7 @@ async def get_account(merchant_id: int) -> Account:
 
 def request_hash(*parts: object) -> str:
     """Fingerprint a request's meaning, to tell a replay from a reuse of its key."""
-    canonical = json.dumps([str(p) for p in parts], separators=(",", ":"))
+    canonical = json.dumps(parts, default=str, separators=(",", ":"))  # None stays null
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

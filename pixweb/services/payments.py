@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import json
 import secrets
 import string
 from dataclasses import dataclass
@@ -14,11 +12,10 @@ from uuid import UUID
 
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
-from tortoise.transactions import in_transaction
 
 from pixweb.broker import Broker
-from pixweb.errors import ConflictError, InvalidInputError, NotFoundError, UnprocessableError
-from pixweb.models import Merchant, Movement, MovementKind, Payment, PaymentStatus
+from pixweb.errors import ConflictError, InvalidInputError, NotFoundError
+from pixweb.models import Merchant, Payment, PaymentStatus
 from pixweb.pix import brcode
 from pixweb.services import accounts
 from pixweb.services.clock import utcnow
@@ -51,11 +48,6 @@ def _brcode_description(key: str, description: str | None) -> str | None:
     return text or None
 
 
-def _request_hash(amount_cents: int, description: str | None, expires_in: int) -> str:
-    canonical = json.dumps([amount_cents, description, expires_in], separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 async def create_payment(
     merchant: Merchant,
     *,
@@ -75,7 +67,9 @@ async def create_payment(
             f"expires_in must be {EXPIRES_MIN}..{EXPIRES_MAX} seconds",
             fields={"expires_in": f"must be between {EXPIRES_MIN} and {EXPIRES_MAX}"},
         )
-    request_hash = _request_hash(amount_cents, description, expires_in) if idempotency_key else None
+    request_hash = (
+        accounts.request_hash(amount_cents, description, expires_in) if idempotency_key else None
+    )
     if idempotency_key:
         existing = await _idempotent_replay(merchant, idempotency_key, request_hash)
         if existing:
@@ -199,23 +193,12 @@ async def cancel_payment(payment_id: UUID, *, merchant_id: int, broker: Broker) 
     if not updated:
         raise ConflictError(f"payment is {payment.status_at(now)}, only pending can be cancelled")
     outbox = Outbox()
-    _status_event(payment, outbox, PaymentStatus.CANCELLED)
+    status_event(payment, outbox, PaymentStatus.CANCELLED)
     await outbox.publish(broker)
     return payment
 
 
-async def _mark_paid(payment: Payment, now: datetime, end_to_end_id: str | None) -> bool:
-    """Pending and unexpired -> paid, as one conditional UPDATE: true for the one winner."""
-    try:
-        updated = await Payment.filter(
-            id=payment.id, status=PaymentStatus.PENDING, expires_at__gt=now
-        ).update(status=PaymentStatus.PAID, paid_at=now, end_to_end_id=end_to_end_id)
-    except IntegrityError as exc:
-        raise ConflictError("end_to_end_id already settled another payment") from exc
-    return bool(updated)
-
-
-def _status_event(payment: Payment, outbox: Outbox, status: PaymentStatus) -> None:
+def status_event(payment: Payment, outbox: Outbox, status: PaymentStatus) -> None:
     """Tell the payment's page and its merchant's dashboard about a new status."""
     event = {
         "type": f"payment.{status}",
@@ -225,110 +208,3 @@ def _status_event(payment: Payment, outbox: Outbox, status: PaymentStatus) -> No
     }
     outbox.add(payment_channel(payment.id), event)
     outbox.add(accounts.account_channel(payment.merchant_id), event)
-
-
-async def confirm_payment(
-    *, txid: str, amount_cents: int, end_to_end_id: str | None, broker: Broker
-) -> Payment:
-    """Mark a payment paid by its txid and credit its merchant, exactly once.
-
-    Any number of concurrent confirmations change the row once (a conditional UPDATE in
-    the same transaction as the credit); the others read it back as paid.
-    """
-    payment = await Payment.get_or_none(txid=txid).select_related("merchant")
-    if payment is None:
-        raise NotFoundError("no payment with this bank_payment_id")
-    if amount_cents != payment.amount_cents:
-        raise UnprocessableError(
-            "value differs from the payment's amount", fields={"value": "does not match"}
-        )
-    now, outbox = utcnow(), Outbox()
-    async with in_transaction():
-        if settled := await _mark_paid(payment, now, end_to_end_id):
-            receiver = await accounts.get_account(payment.merchant_id)
-            await accounts.apply_movement(
-                receiver,
-                MovementKind.PIX_RECEBIDO,
-                payment.amount_cents,
-                outbox=outbox,
-                now=now,
-                reference=f"payment:{payment.id}",
-                counterpart=end_to_end_id,
-                description=payment.description,
-            )
-            _status_event(payment, outbox, PaymentStatus.PAID)
-    await payment.refresh_from_db()
-    if settled:
-        await outbox.publish(broker)
-        return payment
-    if payment.status == PaymentStatus.PAID:
-        if end_to_end_id and payment.end_to_end_id and end_to_end_id != payment.end_to_end_id:
-            raise ConflictError("payment already settled by another end_to_end_id")
-        return payment
-    raise ConflictError(f"payment is {payment.status_at(now)} and cannot be confirmed")
-
-
-async def pay_brcode(
-    payer: Merchant, code: str, *, broker: Broker, idempotency_key: str | None = None
-) -> tuple[Movement, bool]:
-    """Pay a pixweb charge from the payer's balance: debit, credit and mark paid at once.
-
-    Returns the payer's movement and whether it is new (False: an idempotent replay).
-    """
-    source = await accounts.get_account(payer.id)
-    fingerprint = accounts.request_hash("pay", code.strip())
-    if replayed := await accounts.replay(source.id, idempotency_key, fingerprint):
-        return replayed, False
-    payment = await _pixweb_charge(code)
-    if payment.merchant_id == payer.id:
-        raise UnprocessableError("cannot pay your own charge", fields={"brcode": "your own"})
-    now, outbox = utcnow(), Outbox()
-    target = await accounts.get_account(payment.merchant_id)
-    legs = [
-        (source, MovementKind.PAGAMENTO, -payment.amount_cents, payment.merchant.name),
-        (target, MovementKind.PIX_RECEBIDO, payment.amount_cents, payer.name),
-    ]
-    try:
-        async with in_transaction():
-            # Row order: the payment, then accounts by id (as transfers), so no deadlock.
-            if not await _mark_paid(payment, now, None):
-                await payment.refresh_from_db()
-                raise ConflictError(f"payment is {payment.status_at(now)} and cannot be paid")
-            movements = {}
-            for account, kind, amount, other in sorted(legs, key=lambda leg: leg[0].id):
-                mine = account is source and idempotency_key is not None
-                movements[kind] = await accounts.apply_movement(
-                    account,
-                    kind,
-                    amount,
-                    outbox=outbox,
-                    now=now,
-                    reference=f"payment:{payment.id}",
-                    counterpart=other,
-                    description=payment.description,
-                    idempotency=(idempotency_key or "", fingerprint) if mine else None,
-                )
-            _status_event(payment, outbox, PaymentStatus.PAID)
-    except (ConflictError, IntegrityError):
-        # A concurrent request with the same key won: answer as its replay.
-        if replayed := await accounts.replay(source.id, idempotency_key, fingerprint):
-            return replayed, False
-        raise
-    await outbox.publish(broker)
-    return movements[MovementKind.PAGAMENTO], True
-
-
-async def _pixweb_charge(code: str) -> Payment:
-    """The pixweb charge a pasted code stands for; UnprocessableError for anything else."""
-    decoded = brcode.decode(code)
-    if decoded.errors:
-        problems = "; ".join(issue.message for issue in decoded.errors)
-        raise UnprocessableError(f"invalid BR Code: {problems}", fields={"brcode": problems})
-    payment = await Payment.get_or_none(txid=decoded.txid or "").select_related("merchant")
-    # The whole code must be ours: a valid code that merely reuses a txid is someone else's.
-    if payment is None or payment.brcode != decoded.payload:
-        raise UnprocessableError(
-            "external payments not supported: this code is not a pixweb charge",
-            fields={"brcode": "not a pixweb charge"},
-        )
-    return payment

@@ -15,7 +15,7 @@ from pixweb.deps import check_csrf, get_broker, session_merchant
 from pixweb.errors import AuthenticationError, InvalidInputError, PixwebError
 from pixweb.models import Merchant
 from pixweb.presenters import dashboard_context
-from pixweb.services import accounts, notifications, payments
+from pixweb.services import accounts, notifications, payments, settlement
 from pixweb.web.forms import messages_for, parse_brl
 
 blueprint = Blueprint("web_dashboard", __name__)
@@ -65,7 +65,7 @@ async def _transfer(merchant: Merchant, form: dict[str, str]) -> str:
 
 
 async def _pay(merchant: Merchant, form: dict[str, str]) -> str:
-    movement, _ = await payments.pay_brcode(merchant, form["brcode"], broker=get_broker())
+    movement, _ = await settlement.pay_brcode(merchant, form["brcode"], broker=get_broker())
     return f"Pagamento de {money.format_brl(-movement.amount_cents)} realizado."
 
 

@@ -10,7 +10,7 @@ from quart_schema import hide
 from pixweb.deps import get_broker, get_config
 from pixweb.errors import ConflictError, NotFoundError
 from pixweb.presenters import status_context
-from pixweb.services import payments
+from pixweb.services import payments, settlement
 
 blueprint = Blueprint("web_payments", __name__)
 
@@ -40,7 +40,7 @@ async def simulate_payment(payment_id: UUID) -> tuple[str, int]:
     payment = await payments.get_payment(payment_id)
     status = 200
     try:
-        payment = await payments.confirm_payment(
+        payment = await settlement.confirm_payment(
             txid=payment.txid,
             amount_cents=payment.amount_cents,
             end_to_end_id=None,

@@ -1,0 +1,139 @@
+"""Settling a charge: the bank's confirmation, or a merchant paying it from its balance.
+
+Both mark the payment paid with one conditional UPDATE and move the money in the same
+transaction, so a charge is settled, and its merchant credited, exactly once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from pixweb.broker import Broker
+from pixweb.errors import ConflictError, NotFoundError, UnprocessableError
+from pixweb.models import Merchant, Movement, MovementKind, Payment, PaymentStatus
+from pixweb.pix import brcode
+from pixweb.services import accounts
+from pixweb.services.clock import utcnow
+from pixweb.services.events import Outbox
+from pixweb.services.payments import status_event
+
+
+async def _mark_paid(payment: Payment, now: datetime, end_to_end_id: str | None) -> bool:
+    """Pending and unexpired -> paid, as one conditional UPDATE: true for the one winner."""
+    try:
+        updated = await Payment.filter(
+            id=payment.id, status=PaymentStatus.PENDING, expires_at__gt=now
+        ).update(status=PaymentStatus.PAID, paid_at=now, end_to_end_id=end_to_end_id)
+    except IntegrityError as exc:
+        raise ConflictError("end_to_end_id already settled another payment") from exc
+    return bool(updated)
+
+
+async def confirm_payment(
+    *, txid: str, amount_cents: int, end_to_end_id: str | None, broker: Broker
+) -> Payment:
+    """Mark a payment paid by its txid and credit its merchant, exactly once.
+
+    Any number of concurrent confirmations change the row once (a conditional UPDATE in
+    the same transaction as the credit); the others read it back as paid.
+    """
+    payment = await Payment.get_or_none(txid=txid).select_related("merchant")
+    if payment is None:
+        raise NotFoundError("no payment with this bank_payment_id")
+    if amount_cents != payment.amount_cents:
+        raise UnprocessableError(
+            "value differs from the payment's amount", fields={"value": "does not match"}
+        )
+    now, outbox = utcnow(), Outbox()
+    async with in_transaction():
+        if settled := await _mark_paid(payment, now, end_to_end_id):
+            receiver = await accounts.get_account(payment.merchant_id)
+            await accounts.apply_movement(
+                receiver,
+                MovementKind.PIX_RECEBIDO,
+                payment.amount_cents,
+                outbox=outbox,
+                now=now,
+                reference=f"payment:{payment.id}",
+                counterpart=end_to_end_id,
+                description=payment.description,
+            )
+            status_event(payment, outbox, PaymentStatus.PAID)
+    await payment.refresh_from_db()
+    if settled:
+        await outbox.publish(broker)
+        return payment
+    if payment.status == PaymentStatus.PAID:
+        if end_to_end_id and payment.end_to_end_id and end_to_end_id != payment.end_to_end_id:
+            raise ConflictError("payment already settled by another end_to_end_id")
+        return payment
+    raise ConflictError(f"payment is {payment.status_at(now)} and cannot be confirmed")
+
+
+async def pay_brcode(
+    payer: Merchant, code: str, *, broker: Broker, idempotency_key: str | None = None
+) -> tuple[Movement, bool]:
+    """Pay a pixweb charge from the payer's balance: debit, credit and mark paid at once.
+
+    Returns the payer's movement and whether it is new (False: an idempotent replay).
+    """
+    source = await accounts.get_account(payer.id)
+    fingerprint = accounts.request_hash("pay", code.strip())
+    if replayed := await accounts.replay(source.id, idempotency_key, fingerprint):
+        return replayed, False
+    payment = await _pixweb_charge(code)
+    if payment.merchant_id == payer.id:
+        raise UnprocessableError("cannot pay your own charge", fields={"brcode": "your own"})
+    now, outbox = utcnow(), Outbox()
+    target = await accounts.get_account(payment.merchant_id)
+    legs = [
+        (source, MovementKind.PAGAMENTO, -payment.amount_cents, payment.merchant.name),
+        (target, MovementKind.PIX_RECEBIDO, payment.amount_cents, payer.name),
+    ]
+    try:
+        async with in_transaction():
+            # Row order: the payment, then accounts by id (as transfers), so no deadlock.
+            if not await _mark_paid(payment, now, None):
+                await payment.refresh_from_db()
+                raise ConflictError(f"payment is {payment.status_at(now)} and cannot be paid")
+            movements = {}
+            for account, kind, amount, other in sorted(legs, key=lambda leg: leg[0].id):
+                mine = account is source and idempotency_key is not None
+                movements[kind] = await accounts.apply_movement(
+                    account,
+                    kind,
+                    amount,
+                    outbox=outbox,
+                    now=now,
+                    reference=f"payment:{payment.id}",
+                    counterpart=other,
+                    description=payment.description,
+                    idempotency=(idempotency_key or "", fingerprint) if mine else None,
+                )
+            status_event(payment, outbox, PaymentStatus.PAID)
+    except (ConflictError, IntegrityError):
+        # A concurrent request with the same key won: answer as its replay.
+        if replayed := await accounts.replay(source.id, idempotency_key, fingerprint):
+            return replayed, False
+        raise
+    await outbox.publish(broker)
+    return movements[MovementKind.PAGAMENTO], True
+
+
+async def _pixweb_charge(code: str) -> Payment:
+    """The pixweb charge a pasted code stands for; UnprocessableError for anything else."""
+    decoded = brcode.decode(code)
+    if decoded.errors:
+        problems = "; ".join(issue.message for issue in decoded.errors)
+        raise UnprocessableError(f"invalid BR Code: {problems}", fields={"brcode": problems})
+    payment = await Payment.get_or_none(txid=decoded.txid or "").select_related("merchant")
+    # The whole code must be ours: a valid code that merely reuses a txid is someone else's.
+    if payment is None or payment.brcode != decoded.payload:
+        raise UnprocessableError(
+            "external payments not supported: this code is not a pixweb charge",
+            fields={"brcode": "not a pixweb charge"},
+        )
+    return payment
