@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -107,19 +107,48 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
         ctx.close()
 
 
-@pytest.fixture
-def page(context: BrowserContext, recorded: Recorded) -> Page:
-    tab = context.new_page()
+def watch(tab: Page, recorded: Recorded, label: str = "") -> Page:
+    """Probe `tab`'s sockets and record its errors and requests (errors prefixed `[label] `)."""
+    prefix = f"[{label}] " if label else ""
     tab.set_default_timeout(10_000)
     tab.add_init_script(WS_PROBE)
     tab.on(
         "console",
-        lambda msg: recorded.console_errors.append(msg.text) if msg.type == "error" else None,
+        lambda msg: (
+            recorded.console_errors.append(prefix + msg.text) if msg.type == "error" else None
+        ),
     )
-    tab.on("pageerror", lambda error: recorded.page_errors.append(str(error)))
+    tab.on("pageerror", lambda error: recorded.page_errors.append(prefix + str(error)))
     tab.on("request", lambda request: recorded.urls.append(request.url))
     tab.on("websocket", lambda socket: recorded.urls.append(socket.url))
     return tab
+
+
+@pytest.fixture
+def page(context: BrowserContext, recorded: Recorded) -> Page:
+    return watch(context.new_page(), recorded)
+
+
+@pytest.fixture
+def new_tab(browser: Browser, recorded: Recorded) -> Iterator[Callable[[str], Page]]:
+    """Open a watched tab in a context of its own (its own cookies: another person)."""
+    contexts: list[BrowserContext] = []
+
+    def open_tab(label: str) -> Page:
+        contexts.append(
+            browser.new_context(
+                viewport={"width": 1280, "height": 1000},
+                locale="pt-BR",
+                timezone_id="America/Sao_Paulo",
+            )
+        )
+        return watch(contexts[-1].new_page(), recorded, label)
+
+    try:
+        yield open_tab
+    finally:
+        for ctx in contexts:
+            ctx.close()
 
 
 @pytest.fixture(scope="module")

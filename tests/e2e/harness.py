@@ -17,9 +17,12 @@ import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from tests.support import signed
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -207,6 +210,43 @@ class Server:
             )
             assert cursor.rowcount == 1, f"no payment {payment_id}"
         db.close()
+
+
+# -- the merchant's pages, driven in a browser ------------------------------------------
+
+
+def register_in_browser(page: Page, server: Server, email: str, name: str) -> None:
+    """Sign up through the /register form and land on /dashboard (logged in)."""
+    page.goto(server.url + "/register")
+    fields = {"name": name, "email": email, "password": PASSWORD, "city": "Curitiba"}
+    for field_name, value in {**fields, "pix_key": email}.items():
+        page.locator(f"input[name={field_name}]").fill(value)
+    page.get_by_role("button", name="Criar conta").click()
+    page.wait_for_url(server.url + "/dashboard")
+
+
+def login_in_browser(page: Page, server: Server, email: str) -> None:
+    """Log in through the /login form and land on /dashboard."""
+    page.goto(server.url + "/login")
+    page.locator("input[name=email]").fill(email)
+    page.locator("input[name=password]").fill(PASSWORD)
+    page.get_by_role("button", name="Entrar").click()
+    page.wait_for_url(server.url + "/dashboard")
+
+
+def submit_form(page: Page, name: str, **fields: str) -> str:
+    """Fill the dashboard's #form-<name>, submit it, and return the message of its answer.
+
+    Values are typed as people type them ("1.000,00"). The answer replaces the form, so
+    the old one is marked first and only a message in an unmarked form counts.
+    """
+    form = page.locator(f"#form-{name}")
+    for field_name, value in fields.items():
+        form.locator(f"[name={field_name}]").fill(value)
+    form.evaluate("form => { form.dataset.sent = '1'; }")
+    form.locator("button[type=submit]").click()
+    answer = page.locator(f"#form-{name}:not([data-sent])")
+    return answer.locator(".form-success, .form-error, .field-error").first.inner_text()
 
 
 @dataclass

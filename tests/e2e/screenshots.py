@@ -1,4 +1,4 @@
-"""Screenshots of the payer's page (pending, paid) and of the inspector, for the docs.
+"""Screenshots of the payer's page (pending, paid), the inspector and the dashboard, for the docs.
 
 Run: .venv/bin/python -m tests.e2e.screenshots  (writes static/screenshots/*.png)
 """
@@ -9,13 +9,21 @@ import re
 import tempfile
 from pathlib import Path
 
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, ViewportSize, expect, sync_playwright
 
-from tests.e2e.harness import CHROMIUM, CHROMIUM_ARGS, ROOT, Server
+from tests.e2e.harness import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    ROOT,
+    Server,
+    login_in_browser,
+    submit_form,
+)
 
 OUTPUT = ROOT / "static" / "screenshots"
 PHONE = {"width": 430, "height": 900}
 DESKTOP = {"width": 1000, "height": 900}
+WIDE = ViewportSize(width=1280, height=900)
 
 
 def payment_pages(browser: Browser, server: Server, token: str) -> list[Path]:
@@ -56,6 +64,30 @@ def inspector(browser: Browser, server: Server, token: str) -> Path:
         context.close()
 
 
+def dashboard(browser: Browser, server: Server, email: str) -> Path:
+    """The merchant's dashboard after the pages above: a paid and pending charges, movements."""
+    context = browser.new_context(
+        viewport=WIDE, device_scale_factor=1, locale="pt-BR", timezone_id="America/Sao_Paulo"
+    )
+    try:
+        page = context.new_page()
+        login_in_browser(page, server, email)
+        submit_form(page, "deposit", value="500,00")
+        submit_form(page, "withdraw", value="120,00")
+        submit_form(page, "charge", value="89,90", description="Pedido 1044")
+        page.reload()  # no toasts, no form messages: the page as the merchant finds it
+        expect(page.locator("#connection")).to_have_class(re.compile(r"\bonline\b"))
+        expect(page.locator("#charges-list li[data-status=paid]")).to_have_count(1)
+        # The whole page in the viewport: the fixed connection badge then sits at its foot.
+        height = page.evaluate("document.documentElement.scrollHeight")
+        page.set_viewport_size({"width": WIDE["width"], "height": height})
+        path = OUTPUT / "dashboard.png"
+        page.screenshot(path=path)
+        return path
+    finally:
+        context.close()
+
+
 def main() -> list[Path]:
     OUTPUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="pixweb-shots-") as workdir:
@@ -70,7 +102,8 @@ def main() -> list[Path]:
                 )
                 try:
                     shots = payment_pages(browser, server, token)
-                    return [*shots, inspector(browser, server, token)]
+                    shots.append(inspector(browser, server, token))
+                    return [*shots, dashboard(browser, server, "caixa@padaria.example")]
                 finally:
                     browser.close()
         finally:
