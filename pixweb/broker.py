@@ -28,7 +28,7 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 Event = dict[str, Any]
 QUEUE_SIZE = 64
@@ -165,6 +165,20 @@ class MemoryBroker(Counters):
         self._channels.clear()
 
 
+def redis_channel_prefix(url: str) -> str:
+    """Channel namespace for a Redis URL: `?prefix=` if given, else `pixweb:<db>:`.
+
+    Pub/sub ignores the database number, so two deployments sharing one Redis would hear
+    each other's `account:<id>` events; deriving the prefix from the db keeps apart those
+    that already use different databases.
+    """
+    parts = urlsplit(url)
+    if prefix := parse_qs(parts.query).get("prefix", [""])[0]:
+        return prefix
+    db = parts.path.strip("/") or parse_qs(parts.query).get("db", ["0"])[0]
+    return f"pixweb:{db}:"
+
+
 def make_broker(url: str) -> Broker:
     """Build the broker named by `url`: memory:// (one process) or redis:// (several)."""
     scheme = urlsplit(url).scheme
@@ -173,5 +187,9 @@ def make_broker(url: str) -> Broker:
     if scheme in ("redis", "rediss", "unix"):
         from pixweb.broker_redis import RedisBroker
 
-        return RedisBroker(url)
+        parts = urlsplit(url)
+        query = "&".join(p for p in parts.query.split("&") if p and not p.startswith("prefix="))
+        return RedisBroker(
+            parts._replace(query=query).geturl(), channel_prefix=redis_channel_prefix(url)
+        )
     raise ValueError(f"unsupported broker URL scheme {scheme!r} (use memory:// or redis://)")

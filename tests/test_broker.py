@@ -133,3 +133,18 @@ async def test_ping_answers(broker: Broker) -> None:
 def test_unknown_scheme_is_refused() -> None:
     with pytest.raises(ValueError, match="unsupported broker"):
         make_broker("kafka://localhost")
+
+
+@pytest.mark.parametrize(
+    ("url", "prefix"),
+    [
+        ("redis://localhost:6379/0", "pixweb:0:"),
+        ("redis://localhost:6379/3", "pixweb:3:"),
+        ("redis://localhost", "pixweb:0:"),
+        ("redis://localhost/2?prefix=shop-a:", "shop-a:"),
+    ],
+)
+def test_redis_channels_are_namespaced_per_deployment(url: str, prefix: str) -> None:
+    from pixweb.broker import redis_channel_prefix
+
+    assert redis_channel_prefix(url) == prefix

@@ -76,8 +76,10 @@ def server(running_server: Server) -> Server:
     return running_server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
+    # Module scope, not session: the sync API keeps an event loop running in this thread
+    # until it stops, and the asyncio tests collected after tests/e2e need it gone.
     with sync_playwright() as driver:
         yield driver
 

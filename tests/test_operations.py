@@ -1,0 +1,113 @@
+"""Operations: health, readiness, metrics, request logs and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from quart import Quart
+from quart.typing import TestClientProtocol as Client
+
+from tests.e2e.harness import Server
+
+
+async def test_healthz_says_the_process_is_up(client: Client) -> None:
+    response = await client.get("/healthz")
+    assert response.status_code == 200
+    assert await response.get_json() == {"status": "ok"}
+
+
+async def test_readyz_checks_database_and_broker(client: Client) -> None:
+    response = await client.get("/readyz")
+    assert response.status_code == 200
+    assert await response.get_json() == {"status": "ok", "database": True, "broker": True}
+
+
+class TestNotReady:
+    @pytest.fixture
+    def app_overrides(self) -> dict[str, Any]:
+        # Nothing listens on port 1: the broker cannot be reached.
+        return {"broker_url": "redis://127.0.0.1:1/0"}
+
+    async def test_unreachable_broker_is_503(self, client: Client) -> None:
+        response = await client.get("/readyz")
+        assert response.status_code == 503
+        body = await response.get_json()
+        assert body == {"status": "unavailable", "database": True, "broker": False}
+
+
+async def test_metrics_count_requests_sockets_and_pushes(
+    client: Client, auth: dict[str, str], sign: Any
+) -> None:
+    created = await client.post("/payments/pix", json={"value": "5.00"}, headers=auth)
+    payment = await created.get_json()
+    async with client.websocket(f"/ws/payments/{payment['id']}") as socket:
+        await asyncio.wait_for(socket.receive(), 2)
+        open_now = (await (await client.get("/metrics")).get_data()).decode()
+        assert 'pixweb_open_websockets{kind="payment"} 1.0' in open_now
+        body, headers = sign({"bank_payment_id": payment["bank_payment_id"], "value": "5.00"})
+        await client.post("/payments/pix/confirmation", data=body, headers=headers)
+        await asyncio.wait_for(socket.receive(), 2)
+    text = (await (await client.get("/metrics")).get_data()).decode()
+    route = 'method="POST",route="/payments/pix",status="201"'
+    assert f"pixweb_http_requests_total{{{route}}} 1.0" in text
+    assert "pixweb_confirmation_push_seconds_count 1.0" in text
+    assert 'pixweb_broker_events_total{outcome="published"}' in text
+    assert 'pixweb_open_websockets{kind="payment"} 0.0' in text
+
+
+async def test_every_response_carries_a_request_id(client: Client) -> None:
+    response = await client.get("/healthz")
+    assert len(response.headers["X-Request-ID"]) == 32
+    echoed = await client.get("/healthz", headers={"X-Request-ID": "abc-123"})
+    assert echoed.headers["X-Request-ID"] == "abc-123"
+    forged = await client.get("/healthz", headers={"X-Request-ID": '"}, "admin": true'})
+    assert len(forged.headers["X-Request-ID"]) == 32  # replaced, never logged as sent
+
+
+class TestProductionLogs:
+    @pytest.fixture
+    def app_overrides(self) -> dict[str, Any]:
+        return {"env": "production", "secret_key": "s" * 32, "webhook_secret": "w" * 32}
+
+    async def test_one_json_line_per_request(
+        self, app: Quart, client: Client, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        logger = logging.getLogger("pixweb.access")
+        logger.addHandler(caplog.handler)  # the access logger does not propagate
+        try:
+            with caplog.at_level(logging.INFO, logger="pixweb.access"):
+                response = await client.get("/healthz", headers={"X-Request-ID": "req-1"})
+        finally:
+            logger.removeHandler(caplog.handler)
+        lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "pixweb.access"]
+        assert len(lines) == 1
+        assert lines[0]["request_id"] == "req-1" == response.headers["X-Request-ID"]
+        assert (lines[0]["method"], lines[0]["route"], lines[0]["status"]) == (
+            "GET",
+            "/healthz",
+            200,
+        )
+
+
+async def test_sigterm_closes_sockets_with_1012_then_exits(tmp_path: Path) -> None:
+    """htmx's ws extension reconnects after 1012 (not 1001): pages move to a live worker."""
+    import websockets
+
+    server = Server(tmp_path)
+    await asyncio.to_thread(server.start)
+    try:
+        async with websockets.connect(server.url.replace("http", "ws") + "/ws") as socket:
+            await asyncio.wait_for(socket.recv(), 5)  # conexao
+            assert server._process is not None
+            server._process.terminate()
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(socket.recv(), 5)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
+        assert await asyncio.to_thread(server._process.wait, 10) == 0
+    finally:
+        await asyncio.to_thread(server.stop)
