@@ -56,6 +56,7 @@ async def current_merchant() -> Merchant:
 
 
 SESSION_MERCHANT = "merchant_id"
+SESSION_VERSION = "version"
 SESSION_CSRF = "csrf"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
@@ -66,7 +67,10 @@ async def session_merchant() -> Merchant | None:
     merchant_id = session.get(SESSION_MERCHANT)
     if not isinstance(merchant_id, int):
         return None
-    return await Merchant.get_or_none(id=merchant_id)
+    merchant = await Merchant.get_or_none(id=merchant_id)
+    if merchant is None or session.get(SESSION_VERSION) != merchant.session_version:
+        return None  # logged out since this cookie was issued
+    return merchant
 
 
 def csrf_token() -> str:

@@ -45,6 +45,8 @@ class Merchant(Model):
     pix_key = fields.CharField(max_length=77)
     pix_key_type = fields.CharField(max_length=5)
     created_at = fields.DatetimeField(auto_now_add=True)
+    # Stored in each session cookie; logging out bumps it, so copies of a cookie die too.
+    session_version = fields.IntField(default=0, db_default=0)
 
     payments: fields.ReverseRelation[Payment]
     account: fields.BackwardOneToOneRelation[Account]

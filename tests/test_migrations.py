@@ -13,7 +13,7 @@ from tortoise.migrations.autodetector import MigrationAutodetector
 
 from pixweb import db
 from pixweb.config import tortoise_config
-from pixweb.models import Merchant, Payment
+from pixweb.models import Account, Merchant, Payment
 from tests.support import fresh_postgres_database
 
 
@@ -53,5 +53,30 @@ async def test_migrations_apply_to_a_fresh_database_and_match_the_models(databas
         apps = tortoise_config(database_url)["apps"]
         pending = await MigrationAutodetector(context.apps, apps).changes()
         assert pending == [], "models changed without a migration: run makemigrations"
+    finally:
+        await Tortoise.close_connections()
+
+
+async def test_upgrading_a_database_with_data_keeps_and_completes_it(database_url: str) -> None:
+    """A merchant registered before accounts existed gets an account and a session version."""
+    from tortoise.migrations.executor import MigrationExecutor, MigrationTarget
+
+    await db.open_database(database_url)
+    try:
+        apps = tortoise_config(database_url)["apps"]
+        connection = get_connection("default")
+        first = [MigrationTarget(app_label="models", name="0001_initial")]
+        await MigrationExecutor(connection, apps).migrate(first)
+        await connection.execute_query(
+            'INSERT INTO "merchant" ("name", "email", "password_hash", "city", "pix_key", '
+            '"pix_key_type", "created_at") VALUES '
+            "('Loja Antiga', 'antiga@example.com', 'x', 'Rio', 'antiga@example.com', 'email', "
+            "'2025-01-01 00:00:00+00:00')"
+        )
+        await db.apply_migrations(database_url)
+        merchant = await Merchant.get(email="antiga@example.com")
+        assert merchant.session_version == 0
+        account = await Account.get(merchant_id=merchant.id)
+        assert account.balance_cents == 0
     finally:
         await Tortoise.close_connections()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -352,3 +353,22 @@ async def test_authenticating_again_moves_the_socket_to_the_new_room(
         await nothing_more(socket)
         await deposit(client, bearer(other, config), "2.00")
         assert (await receive(socket))["data"]["dados"]["valor"] == "2.00"
+
+
+class TestAuthDeadline:
+    @pytest.fixture
+    def app_overrides(self) -> dict[str, Any]:
+        return {"extra": {"PIXWEB_WS_AUTH_TIMEOUT": 0.5}}
+
+    async def test_chatter_does_not_extend_the_authentication_deadline(
+        self, client: Client
+    ) -> None:
+        async with client.websocket("/ws") as socket:
+            await asyncio.wait_for(socket.receive(), 2)  # conexao
+            with pytest.raises(WebsocketDisconnectError) as closed:
+                for _ in range(20):  # about 2 s of unknown events, four times the deadline
+                    await socket.send(json.dumps({"event": "ping", "data": {}}))
+                    with contextlib.suppress(TimeoutError):
+                        while True:  # read the erro answers until a pause
+                            await asyncio.wait_for(socket.receive(), 0.1)
+        assert closed.value.args[0] == 1008

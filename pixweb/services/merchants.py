@@ -10,6 +10,7 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from tortoise.exceptions import IntegrityError
+from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from pixweb.errors import AuthenticationError, ConflictError, InvalidInputError
@@ -109,3 +110,8 @@ async def merchant_from_token(token: str, *, secret: str) -> Merchant:
     if merchant is None:
         raise AuthenticationError("invalid or expired token")
     return merchant
+
+
+async def end_sessions(merchant: Merchant) -> None:
+    """Invalidate every browser session of the merchant (cookies carry the version)."""
+    await Merchant.filter(id=merchant.id).update(session_version=F("session_version") + 1)

@@ -9,8 +9,9 @@ from quart_rate_limiter import rate_limit
 from quart_schema import hide
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from pixweb.deps import SESSION_MERCHANT, check_csrf, session_merchant
+from pixweb.deps import SESSION_MERCHANT, SESSION_VERSION, check_csrf, session_merchant
 from pixweb.errors import AuthenticationError, PixwebError
+from pixweb.models import Merchant
 from pixweb.services import merchants
 from pixweb.web.forms import messages_for
 
@@ -20,9 +21,10 @@ blueprint.before_request(check_csrf)
 REGISTER_FIELDS = ("name", "email", "password", "city", "pix_key")
 
 
-def _start_session(merchant_id: int) -> WerkzeugResponse:
+def _start_session(merchant: Merchant) -> WerkzeugResponse:
     session.clear()  # a fresh session (and CSRF token) on login: no fixation
-    session[SESSION_MERCHANT] = merchant_id
+    session[SESSION_MERCHANT] = merchant.id
+    session[SESSION_VERSION] = merchant.session_version
     session.permanent = True
     return redirect(url_for("web_dashboard.dashboard"))
 
@@ -51,13 +53,15 @@ async def login() -> tuple[str, int] | WerkzeugResponse:
             form={"email": form.get("email", "")},
         )
         return page, 422
-    return _start_session(merchant.id)
+    return _start_session(merchant)
 
 
 @blueprint.post("/logout")
 @hide
 async def logout() -> WerkzeugResponse:
-    """End the session."""
+    """End this session and every copy of it (all of this merchant's sessions)."""
+    if (merchant := await session_merchant()) is not None:
+        await merchants.end_sessions(merchant)
     session.clear()
     return redirect(url_for("web_auth.login_page"))
 
@@ -81,4 +85,4 @@ async def register() -> tuple[str, int] | WerkzeugResponse:
         shown = {k: v for k, v in form.items() if k != "password"}
         page = await render_template("pages/register.html", errors=messages_for(error), form=shown)
         return page, 422
-    return _start_session(merchant.id)
+    return _start_session(merchant)

@@ -112,9 +112,11 @@ async def bank_socket() -> None:
 async def _serve(session: _Session) -> None:
     """Answer client messages; close on idling unauthenticated or flooding."""
     bucket = _Bucket()
+    # A deadline from the connection, not a per-message timeout: chatter does not buy time.
     auth_timeout = current_app.config.get("PIXWEB_WS_AUTH_TIMEOUT", AUTH_TIMEOUT_SECONDS)
+    deadline = time.monotonic() + auth_timeout
     while True:
-        timeout = None if session.merchant else auth_timeout
+        timeout = None if session.merchant else max(deadline - time.monotonic(), 0)
         try:
             raw = await asyncio.wait_for(receive_limited(MAX_MESSAGE), timeout)
         except TimeoutError:

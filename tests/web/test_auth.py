@@ -125,6 +125,22 @@ async def test_logout_ends_the_session(client: Client, merchant: Merchant) -> No
     assert await logged_in_as(client) is None
 
 
+async def test_logout_kills_copies_of_the_session_cookie(
+    app: Quart, client: Client, merchant: Merchant
+) -> None:
+    """A cookie copied before logout (another tab, a stolen copy) stops working too."""
+    token = await login(client)
+    thief = app.test_client()
+    assert client.cookie_jar is not None and thief.cookie_jar is not None
+    for cookie in client.cookie_jar:
+        thief.cookie_jar.set_cookie(cookie)
+    assert await logged_in_as(thief) == merchant.email
+    await client.post("/logout", form={"csrf_token": token})
+    assert await logged_in_as(thief) is None
+    await login(client)  # logging in again works, with a fresh session
+    assert await logged_in_as(client) == merchant.email
+
+
 CSRF_TARGETS = {
     "/login": {"email": "b@example.com", "password": PASSWORD},
     "/register": NEW,
