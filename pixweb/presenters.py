@@ -15,7 +15,7 @@ from quart import url_for
 from pixweb import money
 from pixweb.models import Merchant, Payment, PaymentStatus
 from pixweb.pix import qr
-from pixweb.services import accounts, notifications, payments
+from pixweb.services import accounts, ledger, notifications, payments
 from pixweb.services.clock import utcnow
 
 
@@ -75,7 +75,7 @@ def chart_bars(series: list[tuple[date, int]]) -> list[dict[str, Any]]:
 
 async def dashboard_context(merchant: Merchant) -> dict[str, Any]:
     """Everything the dashboard shows, read fresh: for the page and every socket resync."""
-    account = await accounts.get_account(merchant.id)
+    account = await ledger.get_account(merchant.id)
     recent = await accounts.list_movements(merchant.id, limit=10)
     charges = await payments.list_payments(merchant.id, limit=10)
     history = await notifications.history(merchant.id, limit=10)

@@ -18,8 +18,9 @@ from pixweb import money
 from pixweb.broker import QUEUE_SIZE
 from pixweb.config import Config
 from pixweb.models import Merchant
-from pixweb.services import accounts, merchants
+from pixweb.services import merchants
 from pixweb.services.clock import utcnow
+from pixweb.services.events import account_channel
 from tests.conftest import bearer, make_merchant
 
 Socket = Any
@@ -259,7 +260,7 @@ async def test_a_room_that_falls_behind_closes_the_socket_1013(
     """A dropped subscription must not leave a socket open that silently gets nothing more."""
     async with joined(client, merchant, config) as socket:  # in the room: subscribed
         for _ in range(QUEUE_SIZE + 1):  # no await yields in between: the queue overflows
-            await broker.publish(accounts.account_channel(merchant.id), {"type": "noise"})
+            await broker.publish(account_channel(merchant.id), {"type": "noise"})
         assert await closed_with(socket) == 1013
 
 

@@ -16,8 +16,8 @@ from quart.typing import TestClientProtocol as Client
 from pixweb.broker import QUEUE_SIZE
 from pixweb.config import Config
 from pixweb.models import Merchant, Payment
-from pixweb.services import accounts
 from pixweb.services.clock import utcnow
+from pixweb.services.events import account_channel
 from tests.conftest import bearer, make_merchant
 from tests.web.test_auth import login
 
@@ -239,7 +239,7 @@ async def test_a_dashboard_that_falls_behind_is_closed_1013_to_resync(
 ) -> None:
     async with dashboard(logged_in) as (socket, _):
         for _ in range(QUEUE_SIZE + 1):  # no await yields in between: the queue overflows
-            await broker.publish(accounts.account_channel(merchant.id), {"type": "noise"})
+            await broker.publish(account_channel(merchant.id), {"type": "noise"})
         with pytest.raises(WebsocketDisconnectError) as closed:
             await receive(socket)
     assert closed.value.args[0] == 1013

@@ -20,7 +20,7 @@ from pixweb.api.security import Handler, bearer_required
 from pixweb.api.types import DB_ID_MAX, Amount, idempotency_key
 from pixweb.deps import current_merchant, get_broker
 from pixweb.models import Movement, MovementKind
-from pixweb.services import accounts, settlement
+from pixweb.services import accounts, ledger, settlement
 
 blueprint = Blueprint("api_accounts", __name__)
 
@@ -50,7 +50,7 @@ class MovementOut(BaseModel):
 
     @classmethod
     def of(cls, movement: Movement) -> MovementOut:
-        return cls.model_validate(accounts.movement_dict(movement))
+        return cls.model_validate(ledger.movement_dict(movement))
 
 
 class MovementList(BaseModel):
@@ -93,7 +93,7 @@ def _created(result: tuple[Movement, bool]) -> tuple[MovementOut, int]:
 async def get_account() -> AccountOut:
     """The merchant's account and balance."""
     merchant = await current_merchant()
-    account = await accounts.get_account(merchant.id)
+    account = await ledger.get_account(merchant.id)
     return AccountOut(
         id=account.id,
         merchant_id=merchant.id,

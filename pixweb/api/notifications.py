@@ -12,7 +12,7 @@ from quart_schema import tag, validate_querystring, validate_request, validate_r
 from pixweb.api.security import bearer_required
 from pixweb.api.types import DB_ID_MAX
 from pixweb.deps import current_merchant
-from pixweb.services import accounts, notifications
+from pixweb.services import ledger, notifications
 
 blueprint = Blueprint("api_notifications", __name__)
 
@@ -66,7 +66,7 @@ async def list_notifications(query_args: HistoryQuery) -> NotificationList:
         merchant.id, limit=query_args.limit, before=query_args.before
     )
     return NotificationList(
-        items=[NotificationOut.model_validate(accounts.notification_dict(n)) for n in page.items],
+        items=[NotificationOut.model_validate(ledger.notification_dict(n)) for n in page.items],
         unread=page.unread,
         next_before=page.next_before,
     )

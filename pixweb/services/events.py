@@ -1,11 +1,22 @@
-"""Events a transaction produces, published only once it has committed."""
+"""Events: the channels they travel on, and the outbox that publishes them after commit."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from uuid import UUID
 
 from pixweb.broker import Broker, Event
+
+
+def payment_channel(payment_id: UUID | str) -> str:
+    """The channel of one payment (its payer pages)."""
+    return f"payment:{payment_id}"
+
+
+def account_channel(merchant_id: int) -> str:
+    """Name the broker channel of one merchant's account (balance, movements, notices)."""
+    return f"account:{merchant_id}"
 
 
 @dataclass

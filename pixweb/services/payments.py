@@ -17,20 +17,15 @@ from pixweb.broker import Broker
 from pixweb.errors import ConflictError, InvalidInputError, NotFoundError
 from pixweb.models import Merchant, Payment, PaymentStatus
 from pixweb.pix import brcode
-from pixweb.services import accounts
 from pixweb.services.clock import utcnow
-from pixweb.services.events import Outbox
+from pixweb.services.events import Outbox, account_channel, payment_channel
+from pixweb.services.ledger import request_hash
 
 TXID_ALPHABET = string.ascii_letters + string.digits
 TXID_LENGTH = 25
 EXPIRES_MIN, EXPIRES_MAX, EXPIRES_DEFAULT = 60, 7 * 24 * 3600, 3600
 PAGE_MAX = 100
 _TEMPLATE_26_MAX = 99
-
-
-def payment_channel(payment_id: UUID | str) -> str:
-    """Name the broker channel of one payment."""
-    return f"payment:{payment_id}"
 
 
 def new_txid() -> str:
@@ -67,11 +62,9 @@ async def create_payment(
             f"expires_in must be {EXPIRES_MIN}..{EXPIRES_MAX} seconds",
             fields={"expires_in": f"must be between {EXPIRES_MIN} and {EXPIRES_MAX}"},
         )
-    request_hash = (
-        accounts.request_hash(amount_cents, description, expires_in) if idempotency_key else None
-    )
+    fingerprint = request_hash(amount_cents, description, expires_in) if idempotency_key else None
     if idempotency_key:
-        existing = await _idempotent_replay(merchant, idempotency_key, request_hash)
+        existing = await _idempotent_replay(merchant, idempotency_key, fingerprint)
         if existing:
             return existing, False
     txid = new_txid()
@@ -94,17 +87,17 @@ async def create_payment(
             created_at=now,
             expires_at=now + timedelta(seconds=expires_in),
             idempotency_key=idempotency_key,
-            request_hash=request_hash,
+            request_hash=fingerprint,
         )
     except IntegrityError:
         # Lost a race with the same idempotency key: the winner's payment is the answer.
         if idempotency_key:
-            existing = await _idempotent_replay(merchant, idempotency_key, request_hash)
+            existing = await _idempotent_replay(merchant, idempotency_key, fingerprint)
             if existing:
                 return existing, False
         raise
     await broker.publish(
-        accounts.account_channel(merchant.id),
+        account_channel(merchant.id),
         {
             "type": "payment.created",
             "payment_id": str(payment.id),
@@ -116,10 +109,10 @@ async def create_payment(
 
 
 async def _idempotent_replay(
-    merchant: Merchant, key: str, request_hash: str | None
+    merchant: Merchant, key: str, fingerprint: str | None
 ) -> Payment | None:
     existing = await Payment.get_or_none(merchant_id=merchant.id, idempotency_key=key)
-    if existing is not None and existing.request_hash != request_hash:
+    if existing is not None and existing.request_hash != fingerprint:
         raise ConflictError("Idempotency-Key already used with a different request")
     return existing
 
@@ -207,4 +200,4 @@ def status_event(payment: Payment, outbox: Outbox, status: PaymentStatus) -> Non
         "status": str(status),
     }
     outbox.add(payment_channel(payment.id), event)
-    outbox.add(accounts.account_channel(payment.merchant_id), event)
+    outbox.add(account_channel(payment.merchant_id), event)

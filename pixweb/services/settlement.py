@@ -15,7 +15,7 @@ from pixweb.broker import Broker
 from pixweb.errors import ConflictError, NotFoundError, UnprocessableError
 from pixweb.models import Merchant, Movement, MovementKind, Payment, PaymentStatus
 from pixweb.pix import brcode
-from pixweb.services import accounts
+from pixweb.services import ledger
 from pixweb.services.clock import utcnow
 from pixweb.services.events import Outbox
 from pixweb.services.payments import status_event
@@ -50,8 +50,8 @@ async def confirm_payment(
     now, outbox = utcnow(), Outbox()
     async with in_transaction():
         if settled := await _mark_paid(payment, now, end_to_end_id):
-            receiver = await accounts.get_account(payment.merchant_id)
-            await accounts.apply_movement(
+            receiver = await ledger.get_account(payment.merchant_id)
+            await ledger.apply_movement(
                 receiver,
                 MovementKind.PIX_RECEBIDO,
                 payment.amount_cents,
@@ -80,15 +80,15 @@ async def pay_brcode(
 
     Returns the payer's movement and whether it is new (False: an idempotent replay).
     """
-    source = await accounts.get_account(payer.id)
-    fingerprint = accounts.request_hash("pay", code.strip())
-    if replayed := await accounts.replay(source.id, idempotency_key, fingerprint):
+    source = await ledger.get_account(payer.id)
+    fingerprint = ledger.request_hash("pay", code.strip())
+    if replayed := await ledger.replay(source.id, idempotency_key, fingerprint):
         return replayed, False
     payment = await _pixweb_charge(code)
     if payment.merchant_id == payer.id:
         raise UnprocessableError("cannot pay your own charge", fields={"brcode": "your own"})
     now, outbox = utcnow(), Outbox()
-    target = await accounts.get_account(payment.merchant_id)
+    target = await ledger.get_account(payment.merchant_id)
     legs = [
         (source, MovementKind.PAGAMENTO, -payment.amount_cents, payment.merchant.name),
         (target, MovementKind.PIX_RECEBIDO, payment.amount_cents, payer.name),
@@ -102,7 +102,7 @@ async def pay_brcode(
             movements = {}
             for account, kind, amount, other in sorted(legs, key=lambda leg: leg[0].id):
                 mine = account is source and idempotency_key is not None
-                movements[kind] = await accounts.apply_movement(
+                movements[kind] = await ledger.apply_movement(
                     account,
                     kind,
                     amount,
@@ -116,7 +116,7 @@ async def pay_brcode(
             status_event(payment, outbox, PaymentStatus.PAID)
     except (ConflictError, IntegrityError):
         # A concurrent request with the same key won: answer as its replay.
-        if replayed := await accounts.replay(source.id, idempotency_key, fingerprint):
+        if replayed := await ledger.replay(source.id, idempotency_key, fingerprint):
             return replayed, False
         raise
     await outbox.publish(broker)

@@ -22,7 +22,8 @@ from pixweb.broker import Event, SubscriptionLaggedError
 from pixweb.deps import get_broker, get_config, get_metrics
 from pixweb.errors import AuthenticationError, NotFoundError
 from pixweb.models import Merchant
-from pixweb.services import accounts, merchants
+from pixweb.services import ledger, merchants
+from pixweb.services.events import account_channel
 from pixweb.ws.common import CLOSE_POLICY, CLOSE_TRY_AGAIN, receive_limited, serve_until_closed
 
 blueprint = Blueprint("ws_bank", __name__)
@@ -81,8 +82,8 @@ class _Session:
         """Enter the merchant's room: subscribed before `autenticado` is sent, so nothing
         that happens after the client reads it can be missed."""
         await self.leave()
-        account = await accounts.get_account(merchant.id)
-        channel = accounts.account_channel(merchant.id)
+        account = await ledger.get_account(merchant.id)
+        channel = account_channel(merchant.id)
         events = await self.subscription.enter_async_context(get_broker().subscribe(channel))
         self.merchant = merchant
         self.room = asyncio.create_task(_forward(events, account.id, merchant.name))
@@ -161,7 +162,7 @@ async def _handle(session: _Session, raw: str | bytes) -> None:
 
 async def _send_balance(merchant: Merchant, requested: object) -> None:
     try:
-        account = await accounts.get_account(merchant.id)
+        account = await ledger.get_account(merchant.id)
     except NotFoundError:
         await _error("Conta não encontrada")
         return

@@ -21,8 +21,9 @@ from pixweb.broker import Event
 from pixweb.deps import get_broker, get_metrics, session_merchant
 from pixweb.models import Merchant, Movement, MovementKind, Notification, PaymentStatus
 from pixweb.presenters import chart_context, dashboard_context
-from pixweb.services import accounts, notifications, payments
+from pixweb.services import notifications, payments
 from pixweb.services.clock import utcnow
+from pixweb.services.events import account_channel
 from pixweb.ws.common import CLOSE_POLICY, ignore_client_messages, serve_until_closed
 from pixweb.ws.payments import presence_channel
 
@@ -44,7 +45,7 @@ async def dashboard_socket() -> None:
         return
     broker = get_broker()
     with get_metrics().socket_open("dashboard"):
-        async with broker.subscribe(accounts.account_channel(merchant.id)) as events:
+        async with broker.subscribe(account_channel(merchant.id)) as events:
             context = await dashboard_context(merchant)
             await websocket.send(await _render("partials/dashboard_sync.html", context, oob=True))
             await broker.publish(presence_channel(merchant.id), {"type": "presence.ping"})

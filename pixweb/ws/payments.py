@@ -21,8 +21,9 @@ from pixweb.deps import get_broker, get_config, get_metrics
 from pixweb.errors import NotFoundError
 from pixweb.models import Payment, PaymentStatus
 from pixweb.presenters import payment_dict, status_context
-from pixweb.services import accounts, payments
+from pixweb.services import payments
 from pixweb.services.clock import utcnow
+from pixweb.services.events import account_channel, payment_channel
 from pixweb.ws.common import CLOSE_POLICY, ignore_client_messages, serve_until_closed
 
 blueprint = Blueprint("ws_payments", __name__)
@@ -46,7 +47,7 @@ async def payment_socket(payment_id: UUID) -> None:
         return
     broker = get_broker()
     with get_metrics().socket_open("payment"):
-        async with broker.subscribe(payments.payment_channel(payment_id)) as events:
+        async with broker.subscribe(payment_channel(payment_id)) as events:
             payment = await payments.get_payment(payment_id)  # read after subscribing
             await _send(payment, None, as_json)
             work = [_push_changes(payment, events, as_json), ignore_client_messages()]
@@ -78,7 +79,7 @@ def _seconds_to_expiry(payment: Payment) -> float | None:
 async def _announce_presence(broker: Broker, payment: Payment) -> None:
     """Say "viewing" now and whenever the dashboard asks, and "left" when the page goes."""
     viewer = uuid.uuid4().hex
-    channel = accounts.account_channel(payment.merchant_id)
+    channel = account_channel(payment.merchant_id)
     event = {"type": "presence", "payment_id": str(payment.id), "viewer": viewer}
     async with broker.subscribe(presence_channel(payment.merchant_id)) as pings:
         try:

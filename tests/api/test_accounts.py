@@ -10,7 +10,7 @@ import pytest
 from quart.typing import TestClientProtocol as Client
 
 from pixweb.models import Account, Merchant, Movement
-from pixweb.services import accounts
+from pixweb.services import ledger
 from tests.api.test_payments import JSON, assert_error
 from tests.conftest import bearer, make_merchant
 
@@ -84,7 +84,7 @@ async def test_transfer_moves_money_to_the_other_merchant(
     )
     expected = ["transferencia_enviada", "-30.00", "70.00", "Mercado Bom Preço", "Aluguel"]
     assert pick(sent, "kind", "amount", "balance_after", "counterpart", "description") == expected
-    [received] = [accounts.movement_dict(m) for m in await movements(other)]
+    [received] = [ledger.movement_dict(m) for m in await movements(other)]
     expected = ["transferencia_recebida", "30.00", "30.00", sent["reference"], "Padaria São João"]
     assert pick(received, *SHAPE) == expected and received["description"] == "Aluguel"
     assert (await balance(merchant), await balance(other)) == (7000, 3000)

@@ -12,7 +12,7 @@ from tortoise.transactions import in_transaction
 
 from pixweb import money
 from pixweb.models import Merchant, MovementKind, Notification
-from pixweb.services import accounts
+from pixweb.services import ledger
 from pixweb.services.events import Outbox
 from tests.api.test_accounts import OTHER, balance, move, moved, movements
 from tests.api.test_payments import assert_error, assert_no_event, create
@@ -62,7 +62,7 @@ async def test_a_bank_confirmation_tells_the_merchant(client, broker, merchant, 
         [event] = movement_events(await drain(events))
     [movement] = await movements(merchant)
     assert (event["merchant_id"], event["balance"]) == (merchant.id, "100.00")
-    assert event["movement"] == accounts.movement_dict(movement)
+    assert event["movement"] == ledger.movement_dict(movement)
     note = event["notification"]
     assert (note["tipo"], note["mensagem"]) == ("pix_recebido", "Você recebeu um Pix de R$ 100,00")
     assert note["dados"]["valor"] == "100.00" and note["lida"] is False
@@ -113,7 +113,7 @@ async def test_every_movement_tells_each_merchant_it_touches(
     stored = list(await Notification.all().order_by("id").offset(seen))
     for who, events, told in zip((merchant, other), received, TOLD[operation], strict=True):
         assert [(e["notification"]["tipo"], e["notification"]["mensagem"]) for e in events] == told
-        notes = [accounts.notification_dict(n) for n in stored if n.merchant_id == who.id]
+        notes = [ledger.notification_dict(n) for n in stored if n.merchant_id == who.id]
         assert [e["notification"] for e in events] == notes
         own = {m.id for m in await movements(who)}
         for event in events:
@@ -138,14 +138,14 @@ async def test_a_refused_operation_tells_nobody(
 
 
 async def test_nothing_is_published_before_the_commit(broker, merchant) -> None:
-    account, outbox, now = await accounts.get_account(merchant.id), Outbox(), datetime.now(UTC)
+    account, outbox, now = await ledger.get_account(merchant.id), Outbox(), datetime.now(UTC)
     async with broker.subscribe(f"account:{merchant.id}") as events:
         async with in_transaction():
-            credit = await accounts.apply_movement(
+            credit = await ledger.apply_movement(
                 account, MovementKind.DEPOSITO, 500, outbox=outbox, now=now
             )
-            with pytest.raises(accounts.InsufficientFundsError):
-                await accounts.apply_movement(
+            with pytest.raises(ledger.InsufficientFundsError):
+                await ledger.apply_movement(
                     account, MovementKind.SAQUE, -501, outbox=outbox, now=now
                 )
             await assert_no_event(events)

@@ -12,7 +12,7 @@ from tortoise.transactions import in_transaction
 
 from pixweb.models import Account, Movement, MovementKind, Notification, Payment, PaymentStatus
 from pixweb.pix.brcode import crc16
-from pixweb.services import accounts
+from pixweb.services import ledger
 from pixweb.services.events import Outbox
 from tests.api.test_accounts import OTHER, balance, move, moved
 from tests.api.test_payments import assert_error, assert_no_event, create
@@ -98,11 +98,11 @@ def other_auth(other: Any, config: Any) -> dict[str, str]:
 
 
 async def test_a_rolled_back_transaction_takes_its_movement_along(merchant) -> None:
-    account = await accounts.get_account(merchant.id)
+    account = await ledger.get_account(merchant.id)
     with pytest.raises(RuntimeError):
         async with in_transaction():
             now = datetime.now(UTC)
-            await accounts.apply_movement(account, K.DEPOSITO, 500, outbox=Outbox(), now=now)
+            await ledger.apply_movement(account, K.DEPOSITO, 500, outbox=Outbox(), now=now)
             raise RuntimeError("after the movement")
     assert await balance(merchant) == 0
     assert (await Movement.all().count(), await Notification.all().count()) == (0, 0)

@@ -1,0 +1,89 @@
+"""Where the CPU went during a phase: the server, this client, and everything else on the machine.
+
+The machine is shared (2 cores): other processes' CPU during a phase is reported beside
+each result, because it changes the numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tests.benchmarks.servers import CLOCK_TICKS, Server
+
+CORES = os.cpu_count() or 1
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent not idle (all cores) since boot."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / CLOCK_TICKS  # user..steal; guest is inside user
+
+
+def client_cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+@dataclass
+class CpuShare:
+    seconds: float
+    server: float  # CPU seconds
+    client: float
+    other: float
+
+    def per_request_ms(self, requests: int) -> tuple[float, float]:
+        return self.server / requests * 1000, self.client / requests * 1000
+
+    def describe(self) -> str:
+        def pct(cpu: float) -> str:
+            return f"{cpu / self.seconds * 100:.0f}%" if self.seconds else "?"
+
+        return (
+            f"CPU (100% = 1 core): server {pct(self.server)}, client {pct(self.client)}, "
+            f"other processes {pct(self.other)}"
+        )
+
+
+class CpuMeter:
+    """Start at construction, `stop()` for the share of each party."""
+
+    def __init__(self, server: Server | None) -> None:
+        self.server = server
+        self.started = time.perf_counter()
+        self.machine = machine_busy_seconds()
+        self.client = client_cpu_seconds()
+        self.server_cpu = server.cpu_seconds() if server else 0.0
+
+    def stop(self) -> CpuShare:
+        seconds = time.perf_counter() - self.started
+        machine = machine_busy_seconds() - self.machine
+        client = client_cpu_seconds() - self.client
+        server = (self.server.cpu_seconds() - self.server_cpu) if self.server else 0.0
+        return CpuShare(seconds, server, client, max(machine - client - server, 0.0))
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def machine_header() -> list[str]:
+    return [
+        f"- machine: {cpu_model()}, {CORES} cores, "
+        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB",
+        f"- Python {platform.python_version()} ({platform.python_implementation()}), "
+        f"{platform.system()} {platform.release()}",
+        f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; load average at start {load_average()}",
+    ]

@@ -1,0 +1,80 @@
+"""The results: one markdown table (and a short header about the machine)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tests.benchmarks.client import LoadResult
+from tests.benchmarks.measure import CpuShare, machine_header
+
+
+@dataclass
+class Row:
+    scenario: str
+    measured: str
+    target: str = ""
+    ok: bool | None = None
+    notes: str = ""
+
+    @property
+    def verdict(self) -> str:
+        return {True: "✓", False: "✗", None: ""}[self.ok]
+
+
+def http_row(
+    scenario: str,
+    result: LoadResult,
+    share: CpuShare,
+    *,
+    target_rate: float | None = None,
+    extra: str = "",
+) -> Row:
+    """Throughput and latency of a load run, with where the CPU went."""
+    server_ms, client_ms = share.per_request_ms(result.requests)
+    measured = f"{result.rate:,.0f} req/s; p50 {result.ms(50):.1f} ms, p99 {result.ms(99):.1f} ms"
+    notes = [
+        f"{result.requests:,} requests, {result.errors} errors",
+        f"server CPU {server_ms:.2f} ms/req, client CPU {client_ms:.2f} ms/req",
+        share.describe(),
+    ]
+    if extra:
+        notes.insert(0, extra)
+    return Row(
+        scenario,
+        measured,
+        target=f"≥ {target_rate:,.0f} req/s" if target_rate else "",
+        ok=(result.rate >= target_rate and not result.errors) if target_rate else None,
+        notes="; ".join(notes),
+    )
+
+
+def skipped(scenario: str, why: str) -> Row:
+    return Row(scenario, "skipped", notes=why)
+
+
+def table(rows: list[Row]) -> str:
+    lines = [
+        "| scenario | measured | target | ✓/✗ | notes |",
+        "|---|---|---|:-:|---|",
+    ]
+    for row in rows:
+        cells = [row.scenario, row.measured, row.target, row.verdict, row.notes]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def document(rows: list[Row], *, wall_seconds: float, notes: list[str]) -> str:
+    header = [
+        "# pixweb benchmark results",
+        "",
+        *machine_header(),
+        f"- wall time of the run: {wall_seconds:.0f} s",
+        "- the load generator (one Python process: httpx, websockets, uvloop) runs on the "
+        "same 2 cores as the server and competes with it for CPU; the notes give each "
+        "party's CPU share (100% = one core), other processes included",
+        *[f"- {note}" for note in notes],
+        "",
+        table(rows),
+        "",
+    ]
+    return "\n".join(header)
