@@ -17,7 +17,7 @@ log = logging.getLogger("pixweb.access")
 
 def init_app(app: Quart, *, json_logs: bool) -> None:
     """Tag every request with an id, count it, and (production) log it as one JSON line."""
-    if json_logs:
+    if json_logs and not log.handlers:  # one handler per process, however many apps
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         log.addHandler(handler)
