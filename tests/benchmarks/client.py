@@ -40,8 +40,7 @@ class LoadResult:
     seconds: float
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
-    server_cpu: float = 0.0  # serving processes' CPU seconds during the run
-    client_cpu: float = 0.0  # this process's CPU seconds during the run
+    first_error: str = ""
 
     @property
     def rate(self) -> float:
@@ -113,27 +112,28 @@ async def load(
 ) -> LoadResult:
     """`requests` calls by `concurrency` closed-loop workers; latency of each call."""
     latencies: list[float] = []
-    errors = 0
+    failures: list[str] = []
     remaining = requests
 
     async def worker() -> None:
-        nonlocal remaining, errors
+        nonlocal remaining
         while remaining > 0:
             remaining -= 1
             started = time.perf_counter()
             try:
                 answer = await client.request(method, path, **kwargs)
-                ok = answer.status_code == expect
-            except httpx.HTTPError:
-                ok = False
+                if answer.status_code != expect:
+                    failures.append(f"HTTP {answer.status_code} {answer.text[:120]}")
+            except httpx.HTTPError as exc:
+                failures.append(f"{type(exc).__name__} {exc}"[:160])
             latencies.append(time.perf_counter() - started)
-            errors += not ok
 
     started = time.perf_counter()
     await asyncio.wait_for(
         asyncio.gather(*(worker() for _ in range(concurrency))), timeout=requests * 0.5 + 60
     )
-    return LoadResult(requests, time.perf_counter() - started, latencies, errors)
+    seconds = time.perf_counter() - started
+    return LoadResult(requests, seconds, latencies, len(failures), failures[0] if failures else "")
 
 
 # -- WebSockets -------------------------------------------------------------------------------

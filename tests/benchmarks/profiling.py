@@ -87,7 +87,7 @@ class Profiler:
                 for line in path.read_text(errors="replace").splitlines():
                     frames, _, count = line.rpartition(" ")
                     if frames and count.isdigit():
-                        stacks[tuple(frames.split(";"))] += int(count)
+                        stacks[tuple(_function(f) for f in frames.split(";"))] += int(count)
             parts.append(_phase_summary(name, stacks, top))
         for name, growth in self.memory:
             parts.append(_memory_summary(name, growth, top))
@@ -100,14 +100,22 @@ _PLUMBING = (
 )
 
 
+def _function(frame: str) -> str:
+    """`name (path:line)` -> `name (path)`: one row per function, whatever the line."""
+    head, sep, line = frame.rpartition(":")
+    return f"{head})" if sep and line.rstrip(")").isdigit() else frame
+
+
 def _plumbing(frame: str, count: int, total: int) -> bool:
     """Frames every sample goes through: start-up, the event loop, thread bootstrap."""
-    return count / total > 0.9 or any(part in frame for part in _PLUMBING)
+    if any(part in frame for part in _PLUMBING):
+        return True
+    return count / total > 0.9 and "pixweb/" not in frame  # keep the app's own frames
 
 
 def _library(frame: str) -> str:
     _, _, location = frame.rpartition(" (")
-    path = location.rstrip(")").rpartition(":")[0]
+    path = location.rstrip(")")
     if "site-packages/" in path:
         return path.split("site-packages/", 1)[1].split("/", 1)[0].removesuffix(".py")
     if path.startswith(("pixweb/", "/work")) or "/pixweb/" in path:
@@ -135,7 +143,7 @@ def _phase_summary(name: str, stacks: Counter[tuple[str, ...]], top: int) -> str
 
     lines = [f"### {name} ({total} samples holding the GIL, at {PY_SPY_RATE} Hz)", ""]
     lines += ["| self | function |", "|---:|---|", *rows(leaf), ""]
-    lines += ["| inclusive | function (event loop and start-up frames left out) |", "|---:|---|"]
+    lines += ["| inclusive | function (event loop, start-up frames left out) |", "|---:|---|"]
     lines += [*rows(inclusive, skip=True), ""]
     lines += ["| self | library |", "|---:|---|", *rows(libraries)]
     return "\n".join(lines)

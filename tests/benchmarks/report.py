@@ -37,6 +37,8 @@ def http_row(
         f"server CPU {server_ms:.2f} ms/req, client CPU {client_ms:.2f} ms/req",
         share.describe(),
     ]
+    if result.first_error:
+        notes.insert(1, f"first error: {result.first_error}")
     if extra:
         notes.insert(0, extra)
     return Row(
