@@ -69,26 +69,26 @@ def serve(config: Config, host: str, port: int, *, workers: int = 1) -> None:
         process.join()
 
 
-def _lean_websocket_compression() -> None:
-    """Negotiate permessage-deflate without context takeover (RFC 7692 lets a server ask).
+def _no_websocket_compression() -> None:
+    """Decline permessage-deflate, which hypercorn otherwise accepts whenever offered.
 
-    Hypercorn accepts browsers' permessage-deflate offer with its default: a zlib stream
-    kept for the socket's whole life, about 120 KB of RAM per idle socket. pixweb sends
-    small, rare fragments, so compressing each message on its own costs nothing worth
-    measuring and brings an idle socket from ~175 KB down to ~57 KB (make bench).
+    With it, every socket keeps a zlib stream (~120 KB of RAM, idle or not) or, without
+    context takeover, builds one per message (CPU that dominated a 5,000-watcher push).
+    pixweb's messages are a few KB and rare: compressing them is not worth either cost
+    (make bench: 175 KB -> 58 KB per idle socket).
     """
     from hypercorn.protocol import ws_stream
     from wsproto.extensions import PerMessageDeflate
 
-    class PerMessageDeflateNoTakeover(PerMessageDeflate):
-        def __init__(self) -> None:
-            super().__init__(client_no_context_takeover=True, server_no_context_takeover=True)
+    class DeclinedDeflate(PerMessageDeflate):
+        def accept(self, offer: str) -> None:
+            return None
 
-    ws_stream.PerMessageDeflate = PerMessageDeflateNoTakeover  # type: ignore[attr-defined,assignment]
+    ws_stream.PerMessageDeflate = DeclinedDeflate  # type: ignore[attr-defined]
 
 
 def _worker(hypercorn: HypercornConfig, sockets: Sockets | None, stop: ProcessEvent | None) -> None:
-    _lean_websocket_compression()
+    _no_websocket_compression()
     if stop is not None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides, through `stop`
     app = create_app()

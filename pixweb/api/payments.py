@@ -154,8 +154,8 @@ async def qr_code(filename: str) -> Response:
         raise NotFoundError("no such QR code") from None
     if extension not in QR_MEDIA_TYPES or str(payment_id) != stem.lower():
         raise NotFoundError("no such QR code")
-    payment = await payments.get_payment(payment_id)
-    image = qr.png(payment.brcode) if extension == "png" else qr.svg(payment.brcode)
+    code = await payments.brcode_of(payment_id)
+    image = qr.png(code) if extension == "png" else qr.svg(code)
     response = Response(image, content_type=QR_MEDIA_TYPES[extension])
     # A payment's BR Code never changes: the image can be cached for good.
     response.headers["Cache-Control"] = "public, max-age=31536000, immutable"

@@ -6,6 +6,7 @@ import base64
 import binascii
 import secrets
 import string
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -126,6 +127,19 @@ async def get_payment(payment_id: UUID, *, merchant_id: int | None = None) -> Pa
     if payment is None:
         raise NotFoundError("payment not found")
     return payment
+
+
+_BRCODES: OrderedDict[UUID, str] = OrderedDict()
+BRCODES_KEPT = 4096
+
+
+async def brcode_of(payment_id: UUID) -> str:
+    """A payment's BR Code, remembered: it never changes, and QR images are asked often."""
+    if (code := _BRCODES.get(payment_id)) is None:
+        code = _BRCODES[payment_id] = (await get_payment(payment_id)).brcode
+        if len(_BRCODES) > BRCODES_KEPT:
+            _BRCODES.popitem(last=False)
+    return code
 
 
 @dataclass(frozen=True)
