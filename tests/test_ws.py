@@ -153,3 +153,33 @@ async def test_unsubscribing_leaves_no_channel_behind(
             await receive(socket)
     await asyncio.sleep(0.05)
     assert broker.channel_count == 0
+
+
+async def test_many_watchers_of_one_payment_cost_one_read_per_change(
+    client: Client, auth: dict[str, str], sign: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The payment's room reads and renders once, then hands the fragment to every socket."""
+    from contextlib import AsyncExitStack
+
+    from pixweb.services import payments
+
+    payment = await create(client, auth)
+    async with AsyncExitStack() as stack:
+        sockets = [
+            await stack.enter_async_context(client.websocket(f"/ws/payments/{payment['id']}"))
+            for _ in range(20)
+        ]
+        for socket in sockets:
+            assert 'data-status="pending"' in await receive(socket)
+        reads: list[object] = []
+        original = payments.get_payment
+
+        async def counting_get_payment(*args: Any, **kwargs: Any) -> Any:
+            reads.append(args)
+            return await original(*args, **kwargs)
+
+        monkeypatch.setattr(payments, "get_payment", counting_get_payment)
+        assert await confirm(client, sign, payment) == 200
+        for socket in sockets:
+            assert 'data-status="paid"' in await receive(socket)
+        assert len(reads) == 1

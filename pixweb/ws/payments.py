@@ -9,27 +9,23 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
-from functools import partial
 from typing import Any
 from uuid import UUID
 
 from pydantic_core import to_jsonable_python
-from quart import Blueprint, current_app, render_template, websocket
+from quart import Blueprint, render_template, websocket
 
 from pixweb.broker import Broker, Event
 from pixweb.deps import get_broker, get_config, get_metrics
 from pixweb.errors import NotFoundError
-from pixweb.models import Payment, PaymentStatus
+from pixweb.models import Payment
 from pixweb.presenters import payment_dict, status_context
 from pixweb.services import payments
-from pixweb.services.clock import utcnow
-from pixweb.services.events import account_channel, payment_channel
+from pixweb.services.events import account_channel
+from pixweb.ws import rooms
 from pixweb.ws.common import CLOSE_POLICY, ignore_client_messages, serve_until_closed
 
 blueprint = Blueprint("ws_payments", __name__)
-_EXPIRED: Event = {"type": "payment.expired"}
 
 
 def presence_channel(merchant_id: int) -> str:
@@ -44,63 +40,27 @@ async def payment_socket(payment_id: UUID) -> None:
     await websocket.accept()
     broker = get_broker()
     with get_metrics().socket_open("payment"):
-        async with broker.subscribe(payment_channel(payment_id)) as events:
-            try:  # read after subscribing: a change in between is pushed, not lost
+        # The room subscribes (once per payment per process) before the state is read:
+        # a change in between is pushed, not lost.
+        async with rooms.watch(payment_id, broker, _message, as_json=as_json) as watcher:
+            try:
                 payment = await payments.get_payment(payment_id)
             except NotFoundError:
                 await websocket.close(CLOSE_POLICY, "payment not found")
                 return
             await websocket.send(await _message(payment, None, as_json))
-            work = [_push_changes(payment, events, as_json), ignore_client_messages()]
+            work = [_push_changes(watcher), ignore_client_messages()]
             if not as_json:
                 work.append(_announce_presence(broker, payment))
             await serve_until_closed(*work)
 
 
-async def _push_changes(payment: Payment, events: AsyncIterator[Event], as_json: bool) -> None:
-    """Re-read and send the payment on each event, and once more the moment it expires."""
+async def _push_changes(watcher: rooms.Watcher) -> None:
+    """Send what the room renders for each change (and for the expiry)."""
     while True:
-        timeout = _seconds_to_expiry(payment)
-        try:
-            event = await asyncio.wait_for(anext(events), timeout)
-        except TimeoutError:
-            event = {**_EXPIRED, "at": payment.expires_at.timestamp()}
-        # Every socket of this process watching the payment gets the same bytes for the
-        # same change: read and render once, not once per socket (5,000 watchers, one query).
-        key = (payment.id, event.get("type"), event.get("at"), as_json)
-        payment, message = await _shared(key, partial(_read_and_render, payment.id, event, as_json))
+        message, event = await watcher.next()
         await websocket.send(message)
         get_metrics().pushed(event)
-
-
-Rendered = tuple[Payment, str]
-FRAGMENTS_KEY = "pixweb.ws.fragments"
-FRAGMENTS_KEPT = 256
-
-
-async def _shared(key: Hashable, render: Callable[[], Awaitable[Rendered]]) -> Rendered:
-    """Run `render` once per key in this process; concurrent callers await the same task."""
-    cache: OrderedDict[Hashable, asyncio.Task[Rendered]]
-    cache = current_app.extensions.setdefault(FRAGMENTS_KEY, OrderedDict())
-    task = cache.get(key)
-    if task is None:
-        task = cache[key] = asyncio.ensure_future(render())
-        while len(cache) > FRAGMENTS_KEPT:
-            cache.popitem(last=False)
-    # Shielded: one watcher leaving must not cancel the render the others wait for.
-    return await asyncio.shield(task)
-
-
-async def _read_and_render(payment_id: UUID, event: Event, as_json: bool) -> Rendered:
-    payment = await payments.get_payment(payment_id)
-    return payment, await _message(payment, event, as_json)
-
-
-def _seconds_to_expiry(payment: Payment) -> float | None:
-    if payment.status_at(utcnow()) != PaymentStatus.PENDING:
-        return None
-    # A hair late rather than early: an early wake-up would find it still pending.
-    return max((payment.expires_at - utcnow()).total_seconds(), 0.0) + 0.05
 
 
 async def _announce_presence(broker: Broker, payment: Payment) -> None:
