@@ -26,7 +26,7 @@ from pixweb.api import payments as api_payments
 from pixweb.broker import make_broker
 from pixweb.config import Config, load_config
 from pixweb.deps import BROKER_KEY, CONFIG_KEY, METRICS_KEY, SHUTDOWN_KEY
-from pixweb.errors import NotFoundError, PixwebError
+from pixweb.errors import AuthenticationError, ForbiddenError, NotFoundError, PixwebError
 from pixweb.metrics import Metrics
 from pixweb.web import auth as web_auth
 from pixweb.web import dashboard as web_dashboard
@@ -154,8 +154,13 @@ def _wants_html() -> bool:
 def _init_error_handlers(app: Quart) -> None:
     @app.errorhandler(PixwebError)
     async def pixweb_error(error: PixwebError) -> Any:
-        if _wants_html() and isinstance(error, NotFoundError):
-            return await web_errors.error_page(404)
+        if _wants_html():
+            if isinstance(error, NotFoundError):
+                return await web_errors.error_page(404)
+            if isinstance(error, AuthenticationError):
+                return web_errors.to_login()
+            if isinstance(error, ForbiddenError):
+                return await web_errors.error_page(403)
         return api_errors.handle_pixweb_error(error)
 
     @app.errorhandler(RequestSchemaValidationError)

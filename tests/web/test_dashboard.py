@@ -157,6 +157,24 @@ async def test_forms_need_a_logged_in_merchant(client: Client, merchant: Merchan
     assert await balance(merchant) == 0
 
 
+async def test_a_logged_out_browser_is_sent_to_the_login_page(
+    client: Client, merchant: Merchant
+) -> None:
+    token = await csrf_token(client)
+    htmx = await client.post(
+        "/dashboard/deposit",
+        form={"value": "1,00"},
+        headers={"HX-Request": "true", "X-CSRF-Token": token},
+    )
+    assert htmx.status_code == 401 and htmx.headers["HX-Redirect"] == "/login"
+    plain = await client.post("/dashboard/deposit", form={"value": "1,00", "csrf_token": token})
+    assert plain.status_code == 302 and plain.location.endswith("/login")
+    forged = await client.post("/dashboard/deposit", form={"value": "1,00", "csrf_token": "x"})
+    assert forged.status_code == 403
+    assert "Sessão expirada" in (await forged.get_data()).decode()
+    assert await balance(merchant) == 0
+
+
 async def test_unknown_form_is_404(client: Client, token: str) -> None:
     status, _ = await submit(client, token, "steal", value="1,00")
     assert status == 404
