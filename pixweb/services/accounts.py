@@ -6,9 +6,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from tortoise.exceptions import IntegrityError
-from tortoise.transactions import in_transaction
-
 from pixweb.broker import Broker
 from pixweb.errors import InvalidInputError, NotFoundError, UnprocessableError
 from pixweb.models import Merchant, Movement, MovementKind
@@ -16,10 +13,12 @@ from pixweb.services import merchants
 from pixweb.services.clock import utcnow
 from pixweb.services.events import Outbox
 from pixweb.services.ledger import (
-    InsufficientFundsError,
+    Idempotency,
+    Leg,
+    apply_legs,
     apply_movement,
     get_account,
-    replay,
+    once,
     request_hash,
 )
 
@@ -33,28 +32,15 @@ async def _single(
     idempotency_key: str | None,
 ) -> tuple[Movement, bool]:
     account = await get_account(merchant.id)
-    fingerprint = request_hash(kind, amount_cents)
-    if replayed := await replay(account.id, idempotency_key, fingerprint):
-        return replayed, False
     signed = amount_cents if kind == MovementKind.DEPOSITO else -amount_cents
-    outbox = Outbox()
-    try:
-        async with in_transaction():
-            movement = await apply_movement(
-                account,
-                kind,
-                signed,
-                outbox=outbox,
-                now=utcnow(),
-                idempotency=(idempotency_key, fingerprint) if idempotency_key else None,
-            )
-    except (IntegrityError, InsufficientFundsError):
-        # A concurrent request with the same key may have won: answer as its replay.
-        if replayed := await replay(account.id, idempotency_key, fingerprint):
-            return replayed, False
-        raise
-    await outbox.publish(broker)
-    return movement, True
+
+    async def work(outbox: Outbox, idempotency: Idempotency) -> Movement:
+        return await apply_movement(
+            account, kind, signed, outbox=outbox, now=utcnow(), idempotency=idempotency
+        )
+
+    fingerprint = request_hash(kind, amount_cents)
+    return await once(account, idempotency_key, fingerprint, work, broker=broker)
 
 
 async def deposit(
@@ -99,39 +85,23 @@ async def transfer(
     if recipient.id == sender.id:
         raise UnprocessableError("cannot transfer to yourself", fields={"to_email": "is you"})
     source, target = await get_account(sender.id), await get_account(recipient.id)
+
+    async def work(outbox: Outbox, idempotency: Idempotency) -> Movement:
+        legs: list[Leg] = [
+            (source, MovementKind.TRANSFERENCIA_ENVIADA, -amount_cents, recipient.name),
+            (target, MovementKind.TRANSFERENCIA_RECEBIDA, amount_cents, sender.name),
+        ]
+        return await apply_legs(
+            legs,
+            outbox=outbox,
+            now=utcnow(),
+            reference=f"transfer:{uuid.uuid4().hex}",  # the same on both legs
+            description=description,
+            idempotency=idempotency,
+        )
+
     fingerprint = request_hash("transfer", recipient.id, amount_cents, description)
-    if replayed := await replay(source.id, idempotency_key, fingerprint):
-        return replayed, False
-    outbox, now = Outbox(), utcnow()
-    reference = f"transfer:{uuid.uuid4().hex}"  # the same on both legs
-    legs = [
-        (source, MovementKind.TRANSFERENCIA_ENVIADA, -amount_cents, recipient),
-        (target, MovementKind.TRANSFERENCIA_RECEBIDA, amount_cents, sender),
-    ]
-    try:
-        async with in_transaction():
-            movements = {}
-            # Fixed lock order (account id) so opposite transfers cannot deadlock.
-            for account, kind, amount, other in sorted(legs, key=lambda leg: leg[0].id):
-                mine = account is source and bool(idempotency_key)
-                movements[kind] = await apply_movement(
-                    account,
-                    kind,
-                    amount,
-                    outbox=outbox,
-                    now=now,
-                    reference=reference,
-                    counterpart=other.name,
-                    description=description,
-                    idempotency=(idempotency_key or "", fingerprint) if mine else None,
-                )
-    except (IntegrityError, InsufficientFundsError):
-        # A concurrent request with the same key may have won: answer as its replay.
-        if replayed := await replay(source.id, idempotency_key, fingerprint):
-            return replayed, False
-        raise
-    await outbox.publish(broker)
-    return movements[MovementKind.TRANSFERENCIA_ENVIADA], True
+    return await once(source, idempotency_key, fingerprint, work, broker=broker)
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
+from tortoise.transactions import in_transaction
 
 from pixweb import money
-from pixweb.errors import ConflictError, NotFoundError, UnprocessableError
+from pixweb.broker import Broker
+from pixweb.errors import ConflictError, NotFoundError, PixwebError, UnprocessableError
 from pixweb.models import Account, Movement, MovementKind, Notification
 from pixweb.services.events import Outbox, account_channel
 
@@ -141,9 +145,69 @@ async def apply_movement(
             "merchant_id": account.merchant_id,
             "balance": money.format_amount(balance),
             "balance_cents": balance,
-            "amount_cents": amount_cents,
             "movement": movement_dict(movement),
             "notification": notification_dict(notification),
         },
     )
     return movement
+
+
+Idempotency = tuple[str, str] | None  # (key, fingerprint) for the movement that keeps it
+Work = Callable[[Outbox, Idempotency], Awaitable[Movement]]
+Leg = tuple[Account, MovementKind, int, str | None]  # account, kind, signed amount, counterpart
+
+
+async def once(
+    account: Account, key: str | None, fingerprint: str, work: Work, *, broker: Broker
+) -> tuple[Movement, bool]:
+    """Run `work` in one transaction unless this key already ran it; publish after commit.
+
+    Returns the movement and whether it is new. A failure while a concurrent request with
+    the same key won (the unique key clashed, or it took the funds or the charge first)
+    answers as that request's replay.
+    """
+    if replayed := await replay(account.id, key, fingerprint):
+        return replayed, False
+    outbox = Outbox()
+    try:
+        async with in_transaction():
+            movement = await work(outbox, (key, fingerprint) if key else None)
+    except (IntegrityError, PixwebError):
+        if replayed := await replay(account.id, key, fingerprint):
+            return replayed, False
+        raise
+    await outbox.publish(broker)
+    return movement, True
+
+
+async def apply_legs(
+    legs: list[Leg],
+    *,
+    outbox: Outbox,
+    now: datetime,
+    reference: str,
+    description: str | None,
+    idempotency: Idempotency,
+) -> Movement:
+    """Move money between accounts; return the first leg's movement (it keeps the key).
+
+    Accounts are updated in id order, the fixed lock order that keeps two opposite
+    operations from deadlocking on PostgreSQL.
+    """
+    first, kept = legs[0], None
+    for leg in sorted(legs, key=lambda leg: leg[0].id):
+        account, kind, amount, counterpart = leg
+        movement = await apply_movement(
+            account,
+            kind,
+            amount,
+            outbox=outbox,
+            now=now,
+            reference=reference,
+            counterpart=counterpart,
+            description=description,
+            idempotency=idempotency if leg is first else None,
+        )
+        kept = movement if leg is first else kept
+    assert kept is not None  # the first leg is always applied
+    return kept

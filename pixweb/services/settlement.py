@@ -81,46 +81,34 @@ async def pay_brcode(
     Returns the payer's movement and whether it is new (False: an idempotent replay).
     """
     source = await ledger.get_account(payer.id)
+
+    async def work(outbox: Outbox, idempotency: ledger.Idempotency) -> Movement:
+        payment = await _pixweb_charge(code)
+        if payment.merchant_id == payer.id:
+            raise UnprocessableError("cannot pay your own charge", fields={"brcode": "your own"})
+        now = utcnow()
+        # Row order: the payment, then accounts by id (as transfers), so no deadlock.
+        if not await _mark_paid(payment, now, None):
+            await payment.refresh_from_db()
+            raise ConflictError(f"payment is {payment.status_at(now)} and cannot be paid")
+        target = await ledger.get_account(payment.merchant_id)
+        legs: list[ledger.Leg] = [
+            (source, MovementKind.PAGAMENTO, -payment.amount_cents, payment.merchant.name),
+            (target, MovementKind.PIX_RECEBIDO, payment.amount_cents, payer.name),
+        ]
+        movement = await ledger.apply_legs(
+            legs,
+            outbox=outbox,
+            now=now,
+            reference=f"payment:{payment.id}",
+            description=payment.description,
+            idempotency=idempotency,
+        )
+        status_event(payment, outbox, PaymentStatus.PAID)
+        return movement
+
     fingerprint = ledger.request_hash("pay", code.strip())
-    if replayed := await ledger.replay(source.id, idempotency_key, fingerprint):
-        return replayed, False
-    payment = await _pixweb_charge(code)
-    if payment.merchant_id == payer.id:
-        raise UnprocessableError("cannot pay your own charge", fields={"brcode": "your own"})
-    now, outbox = utcnow(), Outbox()
-    target = await ledger.get_account(payment.merchant_id)
-    legs = [
-        (source, MovementKind.PAGAMENTO, -payment.amount_cents, payment.merchant.name),
-        (target, MovementKind.PIX_RECEBIDO, payment.amount_cents, payer.name),
-    ]
-    try:
-        async with in_transaction():
-            # Row order: the payment, then accounts by id (as transfers), so no deadlock.
-            if not await _mark_paid(payment, now, None):
-                await payment.refresh_from_db()
-                raise ConflictError(f"payment is {payment.status_at(now)} and cannot be paid")
-            movements = {}
-            for account, kind, amount, other in sorted(legs, key=lambda leg: leg[0].id):
-                mine = account is source and idempotency_key is not None
-                movements[kind] = await ledger.apply_movement(
-                    account,
-                    kind,
-                    amount,
-                    outbox=outbox,
-                    now=now,
-                    reference=f"payment:{payment.id}",
-                    counterpart=other,
-                    description=payment.description,
-                    idempotency=(idempotency_key or "", fingerprint) if mine else None,
-                )
-            status_event(payment, outbox, PaymentStatus.PAID)
-    except (ConflictError, IntegrityError):
-        # A concurrent request with the same key won: answer as its replay.
-        if replayed := await ledger.replay(source.id, idempotency_key, fingerprint):
-            return replayed, False
-        raise
-    await outbox.publish(broker)
-    return movements[MovementKind.PAGAMENTO], True
+    return await ledger.once(source, idempotency_key, fingerprint, work, broker=broker)
 
 
 async def _pixweb_charge(code: str) -> Payment:
