@@ -18,7 +18,6 @@ def _openapi_path(rule: str) -> str:
 
 
 def _sample_url(rule: str) -> str:
-    rule = re.sub(r"<any\(([a-z_]+)[^>]*>", r"\1", rule)  # the first of an any() choice
     return re.sub(r"<(?:uuid:)?[^>]+>", "00000000-0000-4000-8000-000000000000", rule)
 
 

@@ -17,16 +17,12 @@ from quart_schema import (
 
 from pixweb import money
 from pixweb.api.security import Handler, bearer_required
-from pixweb.api.types import DB_ID_MAX, Amount, idempotency_key
+from pixweb.api.types import DB_ID_MAX, Amount, IdempotencyHeaders, idempotency_key
 from pixweb.deps import current_merchant, get_broker
 from pixweb.models import Movement, MovementKind
 from pixweb.services import accounts, ledger, settlement
 
 blueprint = Blueprint("api_accounts", __name__)
-
-
-class IdempotencyHeaders(BaseModel):
-    idempotency_key: str | None = Field(None, max_length=255)
 
 
 class AccountOut(BaseModel):

@@ -16,7 +16,7 @@ from quart_schema import (
 )
 
 from pixweb.api.security import bearer_required, signed_by_bank
-from pixweb.api.types import Amount, idempotency_key
+from pixweb.api.types import Amount, IdempotencyHeaders, idempotency_key
 from pixweb.deps import current_merchant, get_broker
 from pixweb.errors import NotFoundError
 from pixweb.models import Payment, PaymentStatus
@@ -36,10 +36,6 @@ class PaymentIn(BaseModel):
     expires_in: int = Field(
         payments.EXPIRES_DEFAULT, ge=payments.EXPIRES_MIN, le=payments.EXPIRES_MAX
     )
-
-
-class IdempotencyHeaders(BaseModel):
-    idempotency_key: str | None = Field(None, max_length=255)
 
 
 class QrCodeLinks(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, Field, WithJsonSchema
 from quart import request
 
 from pixweb import money
@@ -13,6 +13,12 @@ from pixweb.errors import InvalidAmountError, InvalidInputError
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 IDEMPOTENCY_MAX = 255
 DB_ID_MAX = 2**63 - 1  # BIGINT: a larger cursor would overflow the query, not just miss
+
+
+class IdempotencyHeaders(BaseModel):
+    """Documents the header every money-moving route honours."""
+
+    idempotency_key: str | None = Field(None, max_length=IDEMPOTENCY_MAX)
 
 
 def idempotency_key() -> str | None:

@@ -12,7 +12,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from pixweb import money
 from pixweb.deps import check_csrf, get_broker, session_merchant
-from pixweb.errors import AuthenticationError, InvalidInputError, PixwebError
+from pixweb.errors import AuthenticationError, InvalidInputError, NotFoundError, PixwebError
 from pixweb.models import Merchant
 from pixweb.presenters import dashboard_context
 from pixweb.services import accounts, notifications, payments, settlement
@@ -22,7 +22,6 @@ blueprint = Blueprint("web_dashboard", __name__)
 blueprint.before_request(check_csrf)
 
 Action = Callable[[Merchant, dict[str, str]], Awaitable[str]]
-FORMS = ("deposit", "withdraw", "transfer", "pay", "charge")
 
 
 async def _merchant() -> Merchant:
@@ -40,7 +39,7 @@ async def dashboard() -> str | WerkzeugResponse:
     if merchant is None:
         return redirect(url_for("web_auth.login_page"))
     context = await dashboard_context(merchant)
-    return await render_template("pages/dashboard.html", forms=FORMS, **context)
+    return await render_template("pages/dashboard.html", forms=tuple(ACTIONS), **context)
 
 
 async def _deposit(merchant: Merchant, form: dict[str, str]) -> str:
@@ -98,10 +97,12 @@ ACTIONS: dict[str, Action] = {
 }
 
 
-@blueprint.post("/dashboard/<any(deposit, withdraw, transfer, pay, charge):name>")
+@blueprint.post("/dashboard/<name>")
 @hide
 async def submit(name: str) -> tuple[str, int]:
     """Run one dashboard form; errors re-render it with 422 and Portuguese messages."""
+    if name not in ACTIONS:
+        raise NotFoundError("no such form")
     merchant = await _merchant()
     form = defaultdict(str, {k: v.strip() for k, v in (await request.form).items()})
     context: dict[str, Any] = {"name": name, "form": form, "errors": {}, "success": None}

@@ -47,14 +47,11 @@ async def dashboard_socket() -> None:
     with get_metrics().socket_open("dashboard"):
         async with broker.subscribe(account_channel(merchant.id)) as events:
             context = await dashboard_context(merchant)
-            await websocket.send(await _render("partials/dashboard_sync.html", context, oob=True))
+            sync = await render_template("partials/dashboard_sync.html", **context, oob=True)
+            await websocket.send(sync)
             await broker.publish(presence_channel(merchant.id), {"type": "presence.ping"})
             live = _Live(merchant, context)
             await serve_until_closed(live.push(events), ignore_client_messages())
-
-
-async def _render(template: str, context: dict[str, Any], **extra: Any) -> str:
-    return await render_template(template, **{**context, **extra})
 
 
 class _Live:
