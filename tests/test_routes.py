@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
+from quart_schema.validation import QUART_SCHEMA_REQUEST_ATTRIBUTE
 
 # Routes that change state without a token, signature or CSRF token, on purpose: API
 # account creation and login, and the development sandbox (404 in production).
@@ -55,3 +57,28 @@ async def test_api_docs_load_no_asset_from_another_host(client: Client) -> None:
     for asset in assets:
         assert asset.startswith("/static/"), f"external asset {asset}"
         assert (await client.get(asset)).status_code == 200
+
+
+NOT_AN_OBJECT = [b"", b"{", b"null", b'"x"', b"[]", b"1e309", b"NaN", b"\xff"]
+
+
+async def test_every_json_body_route_refuses_a_body_that_is_not_an_object(
+    app: Quart, client: Client, auth: dict[str, str], sign: Any
+) -> None:
+    """On every route that reads a JSON body (the signed confirmation included), past its
+    credentials: 400 `invalid_body`, whatever the route."""
+    routes = [
+        rule
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint.startswith("api_")
+        and hasattr(app.view_functions[rule.endpoint], QUART_SCHEMA_REQUEST_ATTRIBUTE)
+    ]
+    assert len(routes) >= 8
+    for rule in routes:
+        for body in NOT_AN_OBJECT:
+            _, headers = sign(body)  # the confirmation's signature; harmless elsewhere
+            response = await client.post(
+                _sample_url(rule.rule), data=body, headers={**headers, **auth}
+            )
+            assert response.status_code == 400, (rule.rule, body)
+            assert (await response.get_json())["error"] == "invalid_body", (rule.rule, body)
