@@ -16,7 +16,7 @@ from quart_rate_limiter import RateLimiter
 from quart_schema import QuartSchema, RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
-from pixweb import db, observability
+from pixweb import __version__, db, observability
 from pixweb.api import accounts as api_accounts
 from pixweb.api import auth as api_auth
 from pixweb.api import errors as api_errors
@@ -65,7 +65,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Quart:
     )
     QuartSchema(
         app,
-        info={"title": "pixweb", "version": "0.1.0"},
+        info={"title": "pixweb", "version": __version__},
         redoc_ui_path=None,
         scalar_ui_path=None,
         security_schemes={"bearer": {"type": "http", "scheme": "bearer", "bearer_format": "JWT"}},

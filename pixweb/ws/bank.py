@@ -193,8 +193,6 @@ async def _forward_events(events: AsyncIterator[Event], account_id: int, name: s
     async for event in events:
         if event.get("type") != "movement":
             continue
-        notification = {
-            k: event["notification"][k] for k in ("tipo", "mensagem", "timestamp", "dados")
-        }
+        notification = {k: event["notification"][k] for k in NOTIFICATION_FIELDS}
         await _emit("notificacao", notification)
         await _emit("saldo_atualizado", _balance(account_id, name, event["balance_cents"]))

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Coroutine
+from datetime import datetime
 from typing import Any
 
 from quart import websocket
 
 from pixweb.broker import SubscriptionLaggedError
 from pixweb.deps import get_shutdown
+from pixweb.services.clock import utcnow
 
 CLOSE_POLICY = 1008  # unknown resource, not authenticated, bad origin, flooding
 CLOSE_TOO_BIG = 1009
@@ -26,6 +28,11 @@ class ServerClosingError(Exception):
 
 class TooBigError(Exception):
     """The client sent a frame over the socket's limit."""
+
+
+def seconds_until(moment: datetime) -> float:
+    """A timeout that ends a hair after `moment`: an early wake-up would find it not yet due."""
+    return max((moment - utcnow()).total_seconds(), 0.0) + 0.05
 
 
 async def receive_limited(limit: int) -> str | bytes:

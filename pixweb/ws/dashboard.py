@@ -24,7 +24,12 @@ from pixweb.presenters import chart_context, dashboard_context
 from pixweb.services import notifications, payments
 from pixweb.services.clock import utcnow
 from pixweb.services.events import account_channel
-from pixweb.ws.common import CLOSE_POLICY, ignore_client_messages, serve_until_closed
+from pixweb.ws.common import (
+    CLOSE_POLICY,
+    ignore_client_messages,
+    seconds_until,
+    serve_until_closed,
+)
 from pixweb.ws.payments import presence_channel
 
 blueprint = Blueprint("ws_dashboard", __name__)
@@ -71,7 +76,7 @@ class _Live:
     async def push(self, events: AsyncIterator[Event]) -> None:
         while True:
             due = min(self.expiries.items(), key=lambda item: item[1], default=None)
-            timeout = None if due is None else max((due[1] - utcnow()).total_seconds(), 0) + 0.05
+            timeout = None if due is None else seconds_until(due[1])
             try:
                 event = await asyncio.wait_for(anext(events), timeout)
             except TimeoutError:

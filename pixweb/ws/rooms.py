@@ -22,6 +22,7 @@ from pixweb.models import Payment, PaymentStatus
 from pixweb.services import payments
 from pixweb.services.clock import utcnow
 from pixweb.services.events import payment_channel
+from pixweb.ws.common import seconds_until
 
 ROOMS_KEY = "pixweb.ws.rooms"
 INBOX_SIZE = 16
@@ -100,8 +101,7 @@ class Room:
 def _seconds_to_expiry(payment: Payment) -> float | None:
     if payment.status_at(utcnow()) != PaymentStatus.PENDING:
         return None
-    # A hair late rather than early: an early wake-up would find it still pending.
-    return max((payment.expires_at - utcnow()).total_seconds(), 0.0) + 0.05
+    return seconds_until(payment.expires_at)
 
 
 @contextlib.asynccontextmanager
