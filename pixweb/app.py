@@ -10,8 +10,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from itsdangerous import URLSafeTimedSerializer
 from quart import Quart, Response, current_app, request
 from quart.json.provider import DefaultJSONProvider
+from quart.sessions import SecureCookieSessionInterface
 from quart_rate_limiter import RateLimiter
 from quart_schema import QuartSchema, RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
@@ -25,9 +27,10 @@ from pixweb.api import notifications as api_notifications
 from pixweb.api import payments as api_payments
 from pixweb.broker import make_broker
 from pixweb.config import Config, load_config
-from pixweb.deps import BROKER_KEY, CONFIG_KEY, METRICS_KEY, SHUTDOWN_KEY
+from pixweb.deps import BROKER_KEY, CONFIG_KEY, METRICS_KEY, SHUTDOWN_KEY, TOKENS_KEY
 from pixweb.errors import AuthenticationError, ForbiddenError, NotFoundError, PixwebError
 from pixweb.metrics import Metrics
+from pixweb.services import merchants
 from pixweb.web import auth as web_auth
 from pixweb.web import dashboard as web_dashboard
 from pixweb.web import errors as web_errors
@@ -71,12 +74,14 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Quart:
         security_schemes={"bearer": {"type": "http", "scheme": "bearer", "bearer_format": "JWT"}},
     )
     app.json = _strict_json_provider(app)
+    app.session_interface = _SigningOnceSessions()
     RateLimiter(app)
     broker = make_broker(config.broker_url)
     app.extensions[CONFIG_KEY] = config
     app.extensions[BROKER_KEY] = broker
     app.extensions[METRICS_KEY] = Metrics(broker)
     app.extensions[SHUTDOWN_KEY] = asyncio.Event()
+    app.extensions[TOKENS_KEY] = merchants.TokenCache(config.secret_key)
     _init_lifecycle(app, config)
     observability.init_app(app, json_logs=config.production)
     blueprints = (
@@ -114,6 +119,19 @@ def _strict_json_provider(app: Quart) -> DefaultJSONProvider:
             return json.loads(s, parse_float=Decimal, parse_constant=Decimal)
 
     return StrictJSONProvider(app)
+
+
+class _SigningOnceSessions(SecureCookieSessionInterface):
+    """Quart builds the cookie signer anew on every request, API calls included (a twentieth
+    of a trivial request's CPU): build it once per secret."""
+
+    _signer: tuple[tuple[Any, ...], URLSafeTimedSerializer | None] | None = None
+
+    def get_signing_serializer(self, app: Quart) -> URLSafeTimedSerializer | None:
+        keys = (app.secret_key, *(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        if self._signer is None or self._signer[0] != keys:
+            self._signer = (keys, super().get_signing_serializer(app))
+        return self._signer[1]
 
 
 def _init_lifecycle(app: Quart, config: Config) -> None:

@@ -20,6 +20,7 @@ CONFIG_KEY = "pixweb.config"
 BROKER_KEY = "pixweb.broker"
 METRICS_KEY = "pixweb.metrics"
 SHUTDOWN_KEY = "pixweb.shutdown"
+TOKENS_KEY = "pixweb.tokens"
 
 
 def get_config() -> Config:
@@ -50,7 +51,8 @@ async def current_merchant() -> Merchant:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthenticationError("missing bearer token")
-    merchant = await merchants.merchant_from_token(token.strip(), secret=get_config().secret_key)
+    tokens = cast(merchants.TokenCache, current_app.extensions[TOKENS_KEY])
+    merchant = await tokens.merchant(token.strip())
     g.merchant = merchant
     return merchant
 

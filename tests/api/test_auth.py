@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -13,7 +14,10 @@ from typing import Any
 import jwt
 import pytest
 
+from pixweb.deps import TOKENS_KEY
 from pixweb.models import Merchant, Payment
+from pixweb.services import merchants
+from pixweb.services.merchants import TokenCache
 from tests.api.test_payments import JSON, UNKNOWN, assert_error, create
 from tests.conftest import PASSWORD, bearer, make_merchant
 
@@ -227,7 +231,11 @@ async def test_bad_tokens_are_refused(client, config, merchant, make_headers, re
     assert response.headers["WWW-Authenticate"] == "Bearer"
 
 
-async def test_token_of_a_deleted_merchant_is_refused(client, config) -> None:
+async def test_token_of_a_deleted_merchant_is_refused_once_its_cache_entry_ends(
+    app, client, config
+) -> None:
+    now = [1_000_000.0]
+    app.extensions[TOKENS_KEY] = TokenCache(config.secret_key, seconds=2, clock=lambda: now[0])
     gone = await make_merchant("sumiu@example.com")
     headers = bearer(gone, config)
     assert (await client.get("/payments", headers=headers)).status_code == 200
@@ -238,9 +246,22 @@ async def test_token_of_a_deleted_merchant_is_refused(client, config) -> None:
         await relation.related_model.filter(**{relation.relation_field: gone.id}).delete()
     await gone.delete()
     assert not await Merchant.exists(id=gone.id)
+    now[0] += 1.9  # still remembered: a request reads nothing that could have changed
+    assert (await client.get("/payments", headers=headers)).status_code == 200
+    now[0] += 0.2
     response = await client.get("/payments", headers=headers)
     await assert_error(response, 401, "unauthorized")
     assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+async def test_cached_token_is_refused_once_it_expires(app, client, config) -> None:
+    app.extensions[TOKENS_KEY] = TokenCache(config.secret_key, seconds=60)
+    merchant = await make_merchant("breve@example.com")
+    token = merchants.issue_token(merchant, secret=config.secret_key, ttl_seconds=1)
+    headers = {"Authorization": f"Bearer {token}"}
+    assert (await client.get("/payments", headers=headers)).status_code == 200
+    await asyncio.sleep(1.1)  # the entry would last 60 s, the token only 1
+    await assert_error(await client.get("/payments", headers=headers), 401, "unauthorized")
 
 
 # --- every API error is JSON --------------------------------------------------------------
