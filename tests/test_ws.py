@@ -183,3 +183,57 @@ async def test_many_watchers_of_one_payment_cost_one_read_per_change(
         for socket in sockets:
             assert 'data-status="paid"' in await receive(socket)
         assert len(reads) == 1
+
+
+@pytest.mark.parametrize("query", ["", "?format=json"])
+async def test_a_graceful_shutdown_closes_payment_sockets_1012(
+    app: Any, client: Client, auth: dict[str, str], query: str
+) -> None:
+    """htmx's ws extension reconnects after 1012: the page moves to a live worker."""
+    from pixweb.deps import SHUTDOWN_KEY
+
+    payment = await create(client, auth)
+    async with client.websocket(f"/ws/payments/{payment['id']}{query}") as socket:
+        await receive(socket)
+        app.extensions[SHUTDOWN_KEY].set()
+        with pytest.raises(WebsocketDisconnectError) as closed:
+            await receive(socket)
+    assert closed.value.args[0] == 1012
+    async with client.websocket(f"/ws/payments/{payment['id']}{query}") as late:
+        await receive(late)  # the current state, then the same close
+        with pytest.raises(WebsocketDisconnectError) as closed:
+            await receive(late)
+    assert closed.value.args[0] == 1012
+
+
+async def test_a_watcher_that_falls_behind_ends_at_once_and_stays_ended() -> None:
+    from pixweb.broker import SubscriptionLaggedError
+    from pixweb.ws.rooms import INBOX_SIZE, Watcher
+
+    watcher = Watcher(as_json=False)
+    for i in range(INBOX_SIZE):
+        watcher.offer((f"m{i}", {}))
+    assert await watcher.next() == ("m0", {})
+    for i in range(2):  # no await in between: the socket never got to send
+        watcher.offer((f"late{i}", {}))
+    for _ in range(2):  # nothing stale is sent: it closes (1013) and resyncs on reconnect
+        with pytest.raises(SubscriptionLaggedError):
+            await watcher.next()
+    watcher.offer(("after", {}))
+    with pytest.raises(SubscriptionLaggedError):
+        await watcher.next()
+
+
+async def test_a_waiting_watcher_wakes_for_a_message_and_for_its_end() -> None:
+    from pixweb.ws.rooms import Watcher
+
+    watcher = Watcher(as_json=True)
+    waiting = asyncio.create_task(watcher.next())
+    await asyncio.sleep(0)
+    watcher.offer(("hello", {"type": "x"}))
+    assert await asyncio.wait_for(waiting, 1) == ("hello", {"type": "x"})
+    waiting = asyncio.create_task(watcher.next())
+    await asyncio.sleep(0)
+    watcher.fail(RuntimeError("gone"))
+    with pytest.raises(RuntimeError, match="gone"):
+        await asyncio.wait_for(waiting, 1)

@@ -187,13 +187,15 @@ async def test_viewing_lasts_while_any_of_two_payers_stays(
 ) -> None:
     charge = await post(logged_in, "/payments/pix", auth, value="2.00")
     path = f"/ws/payments/{charge['id']}"
-    async with dashboard(logged_in) as (socket, _), logged_in.websocket(path) as first:
-        await receive(first)
-        assert "data-viewing" in await receive(socket)
-        async with logged_in.websocket(path) as second:
-            await receive(second)
+    async with dashboard(logged_in) as (socket, _):
+        async with logged_in.websocket(path) as first:
+            await receive(first)
             assert "data-viewing" in await receive(socket)
-        assert "data-viewing" in await receive(socket)  # the first payer is still there
+            async with logged_in.websocket(path) as second:
+                await receive(second)
+            await nothing_more(socket)  # the first payer is still there: nothing changed
+        left = await receive(socket)
+        assert f'id="charge-{charge["id"]}"' in left and "data-viewing" not in left
 
 
 async def test_an_expiring_charge_is_pushed_as_expired_without_any_request(

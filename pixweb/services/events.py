@@ -19,6 +19,11 @@ def account_channel(merchant_id: int) -> str:
     return f"account:{merchant_id}"
 
 
+def presence_channel(merchant_id: int) -> str:
+    """Where a dashboard asks the payer pages of its merchant to say they are open."""
+    return f"presence:{merchant_id}"
+
+
 @dataclass
 class Outbox:
     """Collects (channel, event) pairs inside a transaction; `publish` after commit."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import datetime
 from typing import Any
 
@@ -61,18 +61,45 @@ async def until_shutdown() -> None:
     raise ServerClosingError("server shutting down")
 
 
-async def serve_until_closed(*work: Coroutine[Any, Any, None]) -> None:
-    """Run a socket's work until one part ends, and close with the code its ending calls for:
-    1013 for a dropped subscription (the client reconnects and resyncs), 1009 for a frame
-    too big, 1012 for a graceful server shutdown."""
+@contextlib.asynccontextmanager
+async def closing_as_ended() -> AsyncIterator[None]:
+    """Close the socket with the code its ending calls for: 1013 for a dropped subscription
+    (the client reconnects and resyncs), 1009 for a frame too big, 1012 for a graceful
+    server shutdown."""
     try:
-        await race(*work, until_shutdown())
+        yield
     except SubscriptionLaggedError:
         await websocket.close(CLOSE_TRY_AGAIN, "fell behind: reconnect")
     except TooBigError:
         await websocket.close(CLOSE_TOO_BIG, "message too big")
     except ServerClosingError:
         await websocket.close(CLOSE_RESTART, "server restarting")
+
+
+async def serve_until_closed(*work: Coroutine[Any, Any, None]) -> None:
+    """Run a socket's work until one part ends (or the server shuts down), then close."""
+    async with closing_as_ended():
+        await race(*work, until_shutdown())
+
+
+@contextlib.asynccontextmanager
+async def reading_client(
+    ended: Callable[[BaseException], None], limit: int = 4096
+) -> AsyncIterator[None]:
+    """Read and drop what the client sends while the block runs; what ends the reading (a
+    frame over `limit`) is handed to `ended`."""
+
+    async def read() -> None:
+        try:
+            await ignore_client_messages(limit)
+        except Exception as error:
+            ended(error)
+
+    reader = asyncio.create_task(read())
+    try:
+        yield
+    finally:
+        await cancelled(reader)
 
 
 async def race(*coroutines: Coroutine[Any, Any, None]) -> None:
@@ -88,3 +115,10 @@ async def race(*coroutines: Coroutine[Any, Any, None]) -> None:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def cancelled(task: asyncio.Task[Any]) -> None:
+    """Cancel `task` and wait until it has ended."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -23,14 +23,13 @@ from pixweb.models import Merchant, Movement, MovementKind, Notification, Paymen
 from pixweb.presenters import chart_context, dashboard_context
 from pixweb.services import notifications, payments
 from pixweb.services.clock import utcnow
-from pixweb.services.events import account_channel
+from pixweb.services.events import account_channel, presence_channel
 from pixweb.ws.common import (
     CLOSE_POLICY,
     ignore_client_messages,
     seconds_until,
     serve_until_closed,
 )
-from pixweb.ws.payments import presence_channel
 
 blueprint = Blueprint("ws_dashboard", __name__)
 

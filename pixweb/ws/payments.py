@@ -1,36 +1,29 @@
 """`/ws/payments/<id>`: the payer's page (HTML fragments HTMX swaps by id) and, with
 `?format=json`, API clients (`{"event", "data"}` messages, the first seed's event names).
 
-A payer's socket also tells the merchant's dashboard that someone is viewing the charge.
+A payer's page also tells the merchant's dashboard that someone is viewing the charge
+(the payment's room does, see rooms.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import uuid
 from typing import Any
 from uuid import UUID
 
 from pydantic_core import to_jsonable_python
 from quart import Blueprint, render_template, websocket
 
-from pixweb.broker import Broker, Event
+from pixweb.broker import Event
 from pixweb.deps import get_broker, get_config, get_metrics
 from pixweb.errors import NotFoundError
 from pixweb.models import Payment
 from pixweb.presenters import payment_dict, status_context
 from pixweb.services import payments
-from pixweb.services.events import account_channel
 from pixweb.ws import rooms
-from pixweb.ws.common import CLOSE_POLICY, ignore_client_messages, serve_until_closed
+from pixweb.ws.common import CLOSE_POLICY, closing_as_ended, reading_client
 
 blueprint = Blueprint("ws_payments", __name__)
-
-
-def presence_channel(merchant_id: int) -> str:
-    """Where a dashboard asks the payer pages of its merchant to say they are open."""
-    return f"presence:{merchant_id}"
 
 
 @blueprint.websocket("/ws/payments/<uuid:payment_id>")
@@ -38,21 +31,25 @@ async def payment_socket(payment_id: UUID) -> None:
     """Push the payment's status on connect and on every change, until the client leaves."""
     as_json = websocket.args.get("format") == "json"
     await websocket.accept()
-    broker = get_broker()
     with get_metrics().socket_open("payment"):
         # The room subscribes (once per payment per process) before the state is read:
         # a change in between is pushed, not lost.
-        async with rooms.watch(payment_id, broker, _message, as_json=as_json) as watcher:
-            try:
-                payment = await payments.get_payment(payment_id)
-            except NotFoundError:
+        async with rooms.watch(payment_id, get_broker(), _message, as_json=as_json) as watcher:
+            if not await _send_current(payment_id, as_json):
                 await websocket.close(CLOSE_POLICY, "payment not found")
                 return
-            await websocket.send(await _message(payment, None, as_json))
-            work = [_push_changes(watcher), ignore_client_messages()]
-            if not as_json:
-                work.append(_announce_presence(broker, payment))
-            await serve_until_closed(*work)
+            async with closing_as_ended(), reading_client(watcher.fail):
+                await _push_changes(watcher)
+
+
+async def _send_current(payment_id: UUID, as_json: bool) -> bool:
+    """Send the payment's status as it is now; False when there is no such payment."""
+    try:
+        payment = await payments.get_payment(payment_id)
+    except NotFoundError:
+        return False
+    await websocket.send(await _message(payment, None, as_json))
+    return True
 
 
 async def _push_changes(watcher: rooms.Watcher) -> None:
@@ -61,20 +58,6 @@ async def _push_changes(watcher: rooms.Watcher) -> None:
         message, event = await watcher.next()
         await websocket.send(message)
         get_metrics().pushed(event)
-
-
-async def _announce_presence(broker: Broker, payment: Payment) -> None:
-    """Say "viewing" now and whenever the dashboard asks, and "left" when the page goes."""
-    viewer = uuid.uuid4().hex
-    channel = account_channel(payment.merchant_id)
-    event = {"type": "presence", "payment_id": str(payment.id), "viewer": viewer}
-    async with broker.subscribe(presence_channel(payment.merchant_id)) as pings:
-        try:
-            await broker.publish(channel, {**event, "state": "viewing"})
-            async for _ in pings:
-                await broker.publish(channel, {**event, "state": "viewing"})
-        finally:
-            await asyncio.shield(broker.publish(channel, {**event, "state": "left"}))
 
 
 async def _message(payment: Payment, event: Event | None, as_json: bool) -> str:

@@ -1,28 +1,37 @@
 """Payment rooms: one per watched payment per process, shared by all its sockets here.
 
-A room holds the one broker subscription of its payment in this process. On a change it
-reads the payment once and renders each format once, then hands the same message to every
-socket: 5,000 payers watching one charge cost one query and one render, not 5,000. It also
-runs the payment's expiry timer. A room ends with its last socket.
+A room holds its payment's one broker subscription in this process. On a change it reads
+the payment once and renders each format once, then hands the same message to every
+socket: 5,000 payers watching one charge cost one query and one render, not 5,000. It
+also runs the payment's expiry timer and, while a person has the page open here, tells
+the merchant's dashboard so. A room ends with its last socket.
+
+Sockets are many and rooms few, so the per-socket state is kept small (make bench, idle
+sockets): a socket is its handler task, one task reading what the client sends and a
+`Watcher` mailbox (a list and a future, not an asyncio.Queue: a Queue is 3 KB). Whatever
+ends a socket (falling behind, a frame too big, a graceful shutdown) arrives in its
+mailbox as an exception, so the handler needs no task to watch for each of them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Protocol
 from uuid import UUID
 
 from quart import current_app
 
 from pixweb.broker import Broker, Event, SubscriptionLaggedError
+from pixweb.deps import get_shutdown
+from pixweb.errors import NotFoundError
 from pixweb.models import Payment, PaymentStatus
 from pixweb.services import payments
 from pixweb.services.clock import utcnow
-from pixweb.services.events import payment_channel
-from pixweb.ws.common import seconds_until
+from pixweb.services.events import account_channel, payment_channel, presence_channel
+from pixweb.ws.common import ServerClosingError, cancelled, seconds_until
 
 ROOMS_KEY = "pixweb.ws.rooms"
 INBOX_SIZE = 16
@@ -33,42 +42,82 @@ class Renderer(Protocol):
     async def __call__(self, payment: Payment, event: Event | None, as_json: bool) -> str: ...
 
 
-@dataclass(eq=False)
 class Watcher:
     """One socket in a room: its format and the messages waiting to be sent."""
 
-    as_json: bool
-    inbox: asyncio.Queue[tuple[str, Event] | BaseException] = field(
-        default_factory=lambda: asyncio.Queue(INBOX_SIZE)
-    )
+    __slots__ = ("as_json", "_pending", "_wakeup")
 
-    def offer(self, item: tuple[str, Event] | BaseException) -> None:
-        try:
-            self.inbox.put_nowait(item)
-        except asyncio.QueueFull:  # too slow: close it, the page reconnects and resyncs
-            self.inbox.get_nowait()
-            self.inbox.put_nowait(SubscriptionLaggedError("socket fell behind"))
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self._pending: list[tuple[str, Event] | BaseException] = []
+        self._wakeup: asyncio.Future[None] | None = None
+
+    def offer(self, item: tuple[str, Event]) -> None:
+        """Queue a message; a socket this far behind is closed, and resyncs on reconnect."""
+        if self._pending and isinstance(self._pending[-1], BaseException):
+            return
+        if len(self._pending) >= INBOX_SIZE:
+            self.fail(SubscriptionLaggedError("socket fell behind"))
+            return
+        self._pending.append(item)
+        self._wake()
+
+    def fail(self, error: BaseException) -> None:
+        """End the socket: `next()` raises `error` now, whatever was still waiting."""
+        self._pending = [error]
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
 
     async def next(self) -> tuple[str, Event]:
-        item = await self.inbox.get()
+        """The next message to send; raises what ended the socket."""
+        while not self._pending:
+            self._wakeup = asyncio.get_running_loop().create_future()
+            try:
+                await self._wakeup
+            finally:
+                self._wakeup = None
+        item = self._pending[0]
         if isinstance(item, BaseException):
-            raise item
+            raise item  # and stays: the socket has ended
+        del self._pending[0]
         return item
 
 
 class Room:
-    """The watchers of one payment in this process, and the task that feeds them."""
+    """The watchers of one payment in this process, the task that feeds them, and the
+    presence announcement while some of them are people on the page."""
 
     def __init__(self, payment_id: UUID, broker: Broker, render: Renderer) -> None:
         self.payment_id = payment_id
         self.watchers: set[Watcher] = set()
         self.subscribed = asyncio.Event()
+        self._broker = broker
         self._render = render
-        self._task = asyncio.create_task(self._run(broker))
+        self._task = asyncio.create_task(self._run())
+        self._people = 0  # HTML watchers: a person has the page open
+        self._presence: asyncio.Task[None] | None = None
 
-    async def _run(self, broker: Broker) -> None:
+    def join(self, watcher: Watcher) -> None:
+        self.watchers.add(watcher)
+        if not watcher.as_json:
+            self._people += 1
+            if self._presence is None:
+                self._presence = asyncio.create_task(self._announce_presence())
+
+    async def leave(self, watcher: Watcher) -> None:
+        self.watchers.remove(watcher)
+        if not watcher.as_json:
+            self._people -= 1
+            if not self._people and self._presence is not None:
+                presence, self._presence = self._presence, None
+                await cancelled(presence)
+
+    async def _run(self) -> None:
         try:
-            async with broker.subscribe(payment_channel(self.payment_id)) as events:
+            async with self._broker.subscribe(payment_channel(self.payment_id)) as events:
                 self.subscribed.set()
                 payment = await payments.get_payment(self.payment_id)
                 while True:
@@ -82,7 +131,7 @@ class Room:
             raise
         except BaseException as error:  # lagged, database gone...: every socket closes
             for watcher in self.watchers:
-                watcher.offer(error)
+                watcher.fail(error)
             self.subscribed.set()
 
     async def _deliver(self, payment: Payment, event: Event) -> None:
@@ -92,10 +141,28 @@ class Room:
                 rendered[watcher.as_json] = await self._render(payment, event, watcher.as_json)
             watcher.offer((rendered[watcher.as_json], event))
 
+    async def _announce_presence(self) -> None:
+        """Say "viewing" now and whenever the dashboard asks, and "left" when the last
+        person here leaves (API clients are not people on the page)."""
+        try:
+            merchant_id = (await payments.get_payment(self.payment_id)).merchant_id
+        except NotFoundError:
+            return  # the handler closes the socket
+        broker, channel = self._broker, account_channel(merchant_id)
+        event = {"type": "presence", "payment_id": str(self.payment_id)}
+        event["viewer"] = uuid.uuid4().hex  # this room; other processes have their own
+        async with broker.subscribe(presence_channel(merchant_id)) as pings:
+            try:
+                await broker.publish(channel, {**event, "state": "viewing"})
+                async for _ in pings:
+                    await broker.publish(channel, {**event, "state": "viewing"})
+            finally:
+                await asyncio.shield(broker.publish(channel, {**event, "state": "left"}))
+
     async def close(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        for task in (self._presence, self._task):
+            if task is not None:
+                await cancelled(task)
 
 
 def _seconds_to_expiry(payment: Payment) -> float | None:
@@ -104,22 +171,55 @@ def _seconds_to_expiry(payment: Payment) -> float | None:
     return seconds_until(payment.expires_at)
 
 
+class Rooms:
+    """This process's rooms, and the one task that ends their sockets on a graceful
+    shutdown (it runs while any room exists)."""
+
+    def __init__(self, shutdown: asyncio.Event) -> None:
+        self.by_payment: dict[UUID, Room] = {}
+        self._shutdown = shutdown
+        self._closer: asyncio.Task[None] | None = None
+
+    def room(self, payment_id: UUID, broker: Broker, render: Renderer) -> Room:
+        room = self.by_payment.get(payment_id)
+        if room is None or room._task.done():
+            room = self.by_payment[payment_id] = Room(payment_id, broker, render)
+        if self._closer is None:
+            self._closer = asyncio.create_task(self._close_on_shutdown())
+        return room
+
+    async def release(self, room: Room) -> None:
+        if room.watchers or self.by_payment.get(room.payment_id) is not room:
+            return
+        del self.by_payment[room.payment_id]
+        await room.close()
+        if not self.by_payment and self._closer is not None:
+            closer, self._closer = self._closer, None
+            await cancelled(closer)
+
+    async def _close_on_shutdown(self) -> None:
+        await self._shutdown.wait()
+        for room in self.by_payment.values():
+            for watcher in room.watchers:
+                watcher.fail(ServerClosingError("server shutting down"))
+
+
 @contextlib.asynccontextmanager
 async def watch(
     payment_id: UUID, broker: Broker, render: Renderer, *, as_json: bool
 ) -> AsyncIterator[Watcher]:
     """Join the payment's room (made on first use); subscribed when this yields."""
-    rooms: dict[UUID, Room] = current_app.extensions.setdefault(ROOMS_KEY, {})
-    room = rooms.get(payment_id)
-    if room is None or room._task.done():
-        room = rooms[payment_id] = Room(payment_id, broker, render)
+    rooms: Rooms | None = current_app.extensions.get(ROOMS_KEY)
+    if rooms is None:
+        rooms = current_app.extensions[ROOMS_KEY] = Rooms(get_shutdown())
+    room = rooms.room(payment_id, broker, render)
     watcher = Watcher(as_json)
-    room.watchers.add(watcher)
+    room.join(watcher)
+    if get_shutdown().is_set():
+        watcher.fail(ServerClosingError("server shutting down"))
     try:
         await asyncio.wait_for(room.subscribed.wait(), SUBSCRIBE_TIMEOUT)
         yield watcher
     finally:
-        room.watchers.discard(watcher)
-        if not room.watchers and rooms.get(payment_id) is room:
-            del rooms[payment_id]
-            await room.close()
+        await room.leave(watcher)
+        await rooms.release(room)
