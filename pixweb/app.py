@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -15,7 +16,7 @@ from quart import Quart, Response, current_app, request
 from quart.json.provider import DefaultJSONProvider
 from quart.sessions import SecureCookieSessionInterface
 from quart_rate_limiter import RateLimiter
-from quart_schema import QuartSchema, RequestSchemaValidationError
+from quart_schema import QuartSchema, RequestSchemaValidationError, conversion
 from werkzeug.exceptions import HTTPException
 
 from pixweb import __version__, db, observability
@@ -74,6 +75,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Quart:
         security_schemes={"bearer": {"type": "http", "scheme": "bearer", "bearer_format": "JWT"}},
     )
     app.json = _strict_json_provider(app)
+    _reuse_type_adapters()
     app.session_interface = _SigningOnceSessions()
     RateLimiter(app)
     broker = make_broker(config.broker_url)
@@ -119,6 +121,26 @@ def _strict_json_provider(app: Quart) -> DefaultJSONProvider:
             return json.loads(s, parse_float=Decimal, parse_constant=Decimal)
 
     return StrictJSONProvider(app)
+
+
+def _reuse_type_adapters() -> None:
+    """quart-schema builds a pydantic TypeAdapter (a schema build) for every request body
+    and every JSON response it converts; the adapter of a type never changes, so keep it."""
+    build = conversion.TypeAdapter  # type: ignore[attr-defined]
+    if not isinstance(build, _CachedTypeAdapter):
+        conversion.TypeAdapter = _CachedTypeAdapter(build)  # type: ignore[attr-defined,assignment]
+
+
+class _CachedTypeAdapter:
+    def __init__(self, build: Callable[[Any], Any]) -> None:
+        self._build = functools.lru_cache(maxsize=512)(build)
+        self._uncached = build
+
+    def __call__(self, kind: Any) -> Any:
+        try:
+            return self._build(kind)
+        except TypeError:  # an unhashable type: build it each time, as quart-schema does
+            return self._uncached(kind)
 
 
 class _SigningOnceSessions(SecureCookieSessionInterface):

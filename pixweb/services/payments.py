@@ -31,7 +31,12 @@ _TEMPLATE_26_MAX = 99
 
 def new_txid() -> str:
     """Draw a 25-character alphanumeric txid (about 148 bits)."""
-    return "".join(secrets.choice(TXID_ALPHABET) for _ in range(TXID_LENGTH))
+    # Bytes under 248 (4 x 62) map uniformly onto the alphabet: one draw of random bytes
+    # instead of 25 `secrets.choice` calls, on every charge's path.
+    chars: list[str] = []
+    while len(chars) < TXID_LENGTH:
+        chars += [TXID_ALPHABET[b % 62] for b in secrets.token_bytes(32) if b < 248]
+    return "".join(chars[:TXID_LENGTH])
 
 
 def _brcode_description(key: str, description: str | None) -> str | None:
