@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -98,42 +97,6 @@ def confirmation(payment: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
         webhooks.SIGNATURE_HEADER: webhooks.sign(body, WEBHOOK_SECRET),
     }
     return body, headers
-
-
-async def load(
-    client: httpx.AsyncClient,
-    method: str,
-    path: str,
-    *,
-    requests: int,
-    concurrency: int,
-    expect: int,
-    **kwargs: Any,
-) -> LoadResult:
-    """`requests` calls by `concurrency` closed-loop workers; latency of each call."""
-    latencies: list[float] = []
-    failures: list[str] = []
-    remaining = requests
-
-    async def worker() -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
-            started = time.perf_counter()
-            try:
-                answer = await client.request(method, path, **kwargs)
-                if answer.status_code != expect:
-                    failures.append(f"HTTP {answer.status_code} {answer.text[:120]}")
-            except httpx.HTTPError as exc:
-                failures.append(f"{type(exc).__name__} {exc}"[:160])
-            latencies.append(time.perf_counter() - started)
-
-    started = time.perf_counter()
-    await asyncio.wait_for(
-        asyncio.gather(*(worker() for _ in range(concurrency))), timeout=requests * 0.5 + 60
-    )
-    seconds = time.perf_counter() - started
-    return LoadResult(requests, seconds, latencies, len(failures), failures[0] if failures else "")
 
 
 # -- WebSockets -------------------------------------------------------------------------------

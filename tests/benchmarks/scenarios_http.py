@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import statistics
 import string
 import time
+from contextlib import nullcontext
 from typing import Any
 
 import httpx
@@ -15,10 +17,10 @@ from tests.benchmarks.client import (
     LoadResult,
     create_payment,
     http_client,
-    load,
     merchant_token,
 )
 from tests.benchmarks.context import Context
+from tests.benchmarks.loadgen import load, raw_request
 from tests.benchmarks.measure import CpuMeter, CpuShare
 from tests.benchmarks.report import Row, http_row, skipped
 from tests.benchmarks.servers import Server, TempPostgres, redis_available
@@ -28,35 +30,29 @@ TARGET_QR_SPEEDUP = 10.0
 CONCURRENCY = 32
 
 
-def _create_call(token: str) -> dict[str, Any]:
-    headers = {"Authorization": f"Bearer {token}"}
-    return {
-        "method": "POST",
-        "path": "/payments/pix",
-        "expect": 201,
-        "json": PAYMENT_BODY,
-        "headers": headers,
-    }
+def _create_call(server: Server, token: str) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    body = json.dumps(PAYMENT_BODY).encode()
+    request = raw_request(server.url, "POST", "/payments/pix", body, headers)
+    return {"request": request, "expect": 201}
 
 
-HEALTHZ: dict[str, Any] = {"method": "GET", "path": "/healthz", "expect": 200}
+def _healthz_call(server: Server) -> dict[str, Any]:
+    return {"request": raw_request(server.url, "GET", "/healthz"), "expect": 200}
 
 
 async def _measured(
     ctx: Context, server: Server, call: dict[str, Any], concurrency: int, phase: str | None
 ) -> tuple[LoadResult, CpuShare]:
     """Warm up, then one bounded load run with its CPU shares (profiled when asked)."""
-    async with http_client(server.url, concurrency) as http:
-        await load(http, requests=ctx.sizes.warmup, concurrency=concurrency, **call)
-        meter = CpuMeter(server)
-        if phase is None:
-            result = await load(http, requests=ctx.sizes.requests, concurrency=concurrency, **call)
-        else:
-            with ctx.profiler.phase(phase, server.worker_pids()):
-                result = await load(
-                    http, requests=ctx.sizes.requests, concurrency=concurrency, **call
-                )
-        return result, meter.stop()
+    await load(server.url, requests=ctx.sizes.warmup, concurrency=concurrency, **call)
+    meter = CpuMeter(server)
+    profiled = ctx.profiler.phase(phase, server.worker_pids()) if phase else nullcontext()
+    with profiled:
+        result = await load(
+            server.url, requests=ctx.sizes.requests, concurrency=concurrency, **call
+        )
+    return result, meter.stop()
 
 
 async def throughput_and_qr(ctx: Context) -> tuple[list[Row], list[Row], Row]:
@@ -70,13 +66,15 @@ async def throughput_and_qr(ctx: Context) -> tuple[list[Row], list[Row], Row]:
             token = await merchant_token(http)
         for concurrency in (1, CONCURRENCY):
             phase = "create-payment c=32" if concurrency == CONCURRENCY else None
-            result, share = await _measured(ctx, server, _create_call(token), concurrency, phase)
+            result, share = await _measured(
+                ctx, server, _create_call(server, token), concurrency, phase
+            )
             target = TARGET_RATE if concurrency == CONCURRENCY else None
             rows.append(
                 http_row(f"1. create-payment, c={concurrency}", result, share, target_rate=target)
             )
             phase = "healthz c=32" if concurrency == CONCURRENCY else None
-            result, share = await _measured(ctx, server, HEALTHZ, concurrency, phase)
+            result, share = await _measured(ctx, server, _healthz_call(server), concurrency, phase)
             ceiling = "the same server and client: the most this setup can do"
             scenario = f"1. /healthz (ceiling), c={concurrency}"
             rows.append(http_row(scenario, result, share, extra=ceiling))
@@ -182,7 +180,7 @@ async def workers(ctx: Context) -> list[Row]:
                     token = await merchant_token(http)
                 phase = f"create-payment c=32, PostgreSQL + Redis, {count} worker(s)"
                 result, share = await _measured(
-                    ctx, server, _create_call(token), CONCURRENCY, phase
+                    ctx, server, _create_call(server, token), CONCURRENCY, phase
                 )
             rows.append(http_row(scenario, result, share, extra="temporary database, dropped"))
         finally:
