@@ -69,7 +69,7 @@ def serve(config: Config, host: str, port: int, *, workers: int = 1) -> None:
         process.join()
 
 
-def _no_websocket_compression() -> None:
+def decline_websocket_compression() -> None:
     """Decline permessage-deflate, which hypercorn otherwise accepts whenever offered.
 
     With it, every socket keeps a zlib stream (~120 KB of RAM, idle or not) or, without
@@ -88,7 +88,7 @@ def _no_websocket_compression() -> None:
 
 
 def _worker(hypercorn: HypercornConfig, sockets: Sockets | None, stop: ProcessEvent | None) -> None:
-    _no_websocket_compression()
+    decline_websocket_compression()
     if stop is not None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides, through `stop`
     app = create_app()

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from tests.benchmarks import scenarios_http, scenarios_ws
+from tests.benchmarks import scenarios_floor, scenarios_http, scenarios_ws
 from tests.benchmarks.context import QUICK, Context, Sizes
 from tests.benchmarks.measure import CORES, machine_busy_seconds
 from tests.benchmarks.profiling import Profiler
@@ -30,7 +30,12 @@ from tests.benchmarks.servers import ROOT, require_loopback
 TOTAL_TIMEOUT = 20 * 60.0  # the whole run; a normal one takes well under half of it
 DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
-GROUPS = {"http": {"1", "5", "6"}, "workers": {"6"}, "sockets": {"2", "3", "4"}}
+GROUPS = {
+    "http": {"1", "5", "6"},
+    "workers": {"6"},
+    "sockets": {"2", "3", "4"},
+    "floor": {"1", "3", "4"},
+}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -147,6 +152,10 @@ async def run(args: argparse.Namespace, workdir: Path) -> tuple[list[Row], Profi
                 by_number["4"].append(plain)
         if args.profile and "4" in wanted:
             await guarded("memory profile", failures, lambda: scenarios_ws.memory_profile(ctx))
+    if wanted & GROUPS["floor"]:
+        rows = await guarded("floor", failures, lambda: scenarios_floor.floor(ctx, wanted))
+        for row in rows or []:
+            by_number[row.scenario[0]].append(row)
     ordered = [row for n in sorted(by_number) for row in by_number[n]]
     return ordered + failures, profiler
 

@@ -71,9 +71,12 @@ def document(rows: list[Row], *, wall_seconds: float, notes: list[str]) -> str:
         "",
         *machine_header(),
         f"- wall time of the run: {wall_seconds:.0f} s",
-        "- the load generator (one Python process: httpx, websockets, uvloop) runs on the "
-        "same 2 cores as the server and competes with it for CPU; the notes give each "
-        "party's CPU share (100% = one core), other processes included",
+        "- the load generator (one Python process on uvloop: loadgen.py's keep-alive HTTP/1.1 "
+        "client for the loads and the bank's confirmations, httpx for set-up, websockets for "
+        "the sockets) runs on the same 2 cores as the server and competes with it for CPU; "
+        "the notes give each party's CPU share (100% = one core), other processes included",
+        "- rows marked *floor* run the same load against floor_app.py: Quart on hypercorn, "
+        "served as pixweb serves, with nothing of pixweb behind it",
         *[f"- {note}" for note in notes],
         "",
         table(rows),

@@ -41,7 +41,7 @@ def _healthz_call(server: Server) -> dict[str, Any]:
     return {"request": raw_request(server.url, "GET", "/healthz"), "expect": 200}
 
 
-async def _measured(
+async def measured(
     ctx: Context, server: Server, call: dict[str, Any], concurrency: int, phase: str | None
 ) -> tuple[LoadResult, CpuShare]:
     """Warm up, then one bounded load run with its CPU shares (profiled when asked)."""
@@ -66,7 +66,7 @@ async def throughput_and_qr(ctx: Context) -> tuple[list[Row], list[Row], Row]:
             token = await merchant_token(http)
         for concurrency in (1, CONCURRENCY):
             phase = "create-payment c=32" if concurrency == CONCURRENCY else None
-            result, share = await _measured(
+            result, share = await measured(
                 ctx, server, _create_call(server, token), concurrency, phase
             )
             target = TARGET_RATE if concurrency == CONCURRENCY else None
@@ -74,7 +74,7 @@ async def throughput_and_qr(ctx: Context) -> tuple[list[Row], list[Row], Row]:
                 http_row(f"1. create-payment, c={concurrency}", result, share, target_rate=target)
             )
             phase = "healthz c=32" if concurrency == CONCURRENCY else None
-            result, share = await _measured(ctx, server, _healthz_call(server), concurrency, phase)
+            result, share = await measured(ctx, server, _healthz_call(server), concurrency, phase)
             ceiling = "the same server and client: the most this setup can do"
             scenario = f"1. /healthz (ceiling), c={concurrency}"
             rows.append(http_row(scenario, result, share, extra=ceiling))
@@ -179,7 +179,7 @@ async def workers(ctx: Context) -> list[Row]:
                 async with http_client(server.url, 1) as http:
                     token = await merchant_token(http)
                 phase = f"create-payment c=32, PostgreSQL + Redis, {count} worker(s)"
-                result, share = await _measured(
+                result, share = await measured(
                     ctx, server, _create_call(server, token), CONCURRENCY, phase
                 )
             rows.append(http_row(scenario, result, share, extra="temporary database, dropped"))

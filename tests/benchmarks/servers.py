@@ -26,6 +26,7 @@ STOP_TIMEOUT = 15.0
 SERVICE_TIMEOUT = 3.0
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+FLOOR_MODULE = "tests.benchmarks.floor_app"  # the stack alone, no pixweb (floor_app.py)
 
 
 def free_port() -> int:
@@ -53,6 +54,7 @@ class Server:
         database_url: str | None = None,
         broker_url: str = "memory://",
         traced_dir: Path | None = None,
+        module: str = "pixweb.cli",
     ) -> None:
         self.workdir = workdir / name
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -61,6 +63,7 @@ class Server:
         self.database_url = database_url or f"sqlite://{self.workdir / 'bench.sqlite3'}"
         self.broker_url = broker_url
         self.traced_dir = traced_dir  # run under tracemalloc (profiling.py), one worker only
+        self.module = "tests.benchmarks.traced_server" if traced_dir else module
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
@@ -86,19 +89,9 @@ class Server:
     def start(self) -> Server:
         self._log = self.log_path.open("ab")
         try:
-            migrated = subprocess.run(
-                [sys.executable, "-m", "pixweb.cli", "migrate"],
-                cwd=ROOT,
-                env=self.env(),
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-                timeout=STARTUP_TIMEOUT,
-                check=False,
-            )
-            if migrated.returncode != 0:
-                raise RuntimeError(f"`pixweb migrate` failed:\n{self.log_tail()}")
-            module = "tests.benchmarks.traced_server" if self.traced_dir else "pixweb.cli"
-            command = [sys.executable, "-m", module, "serve", "--host", "127.0.0.1"]
+            if self.module != FLOOR_MODULE:
+                self._migrate()
+            command = [sys.executable, "-m", self.module, "serve", "--host", "127.0.0.1"]
             command += ["--port", str(self.port), "--workers", str(self.workers)]
             self.process = subprocess.Popen(
                 command,
@@ -113,6 +106,19 @@ class Server:
             self.stop()
             raise
         return self
+
+    def _migrate(self) -> None:
+        migrated = subprocess.run(
+            [sys.executable, "-m", "pixweb.cli", "migrate"],
+            cwd=ROOT,
+            env=self.env(),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            timeout=STARTUP_TIMEOUT,
+            check=False,
+        )
+        if migrated.returncode != 0:
+            raise RuntimeError(f"`pixweb migrate` failed:\n{self.log_tail()}")
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + STARTUP_TIMEOUT
