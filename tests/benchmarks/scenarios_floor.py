@@ -10,6 +10,7 @@ from websockets.asyncio.client import ClientConnection
 
 from tests.benchmarks.client import close_now, open_sockets
 from tests.benchmarks.context import Context
+from tests.benchmarks.crowd import CrowdSocket, open_crowd
 from tests.benchmarks.loadgen import raw_request
 from tests.benchmarks.measure import CpuMeter
 from tests.benchmarks.report import Row, http_row
@@ -23,6 +24,7 @@ STACK = "bare Quart + hypercorn"
 async def floor(ctx: Context, wanted: set[str]) -> list[Row]:
     rows: list[Row] = []
     held: list[ClientConnection] = []
+    crowd_sockets: list[CrowdSocket] = []
     with Server(ctx.workdir, "floor", module=FLOOR_MODULE) as server:
         try:
             if "1" in wanted:
@@ -37,23 +39,25 @@ async def floor(ctx: Context, wanted: set[str]) -> list[Row]:
             if not wanted & {"3", "4"}:
                 return rows
             n, crowd = ctx.sizes.checkpoints[2], ctx.sizes.crowd
-            names = [f"idle-{i}" for i in range(n - crowd)] + ["crowd"] * crowd
-            urls = [f"{server.ws_url}/ws/payments/{name}" for name in names]
+            urls = [f"{server.ws_url}/ws/payments/idle-{i}" for i in range(n - crowd)]
             close_now(await open_sockets(urls[:20]))  # warm-up
             await asyncio.sleep(SETTLE)
             baseline = server.rss_bytes()
             meter = CpuMeter(server)
             held = await open_sockets(urls, ctx.open_concurrency)
+            crowd_sockets = await open_crowd([f"{server.ws_url}/ws/payments/crowd"] * crowd)
             share = meter.stop()
             await asyncio.sleep(SETTLE)
             row = rss_row(ctx, n, server.rss_bytes(), baseline, n, share)
             rows.append(replace(row, scenario=f"4. floor: {n:,} idle sockets, {STACK}"))
             request = raw_request(server.url, "POST", "/payments/pix/confirmation")
             meter = CpuMeter(server)
-            arrivals, failed, status = await crowd_arrivals(server, request, held[-crowd:])
+            arrivals, failed, status = await crowd_arrivals(server, request, crowd_sockets)
             scenario = f"3. floor: {crowd:,} sockets woken at once, {STACK}"
             notes = f"{n - crowd:,} other sockets open; {meter.stop().describe()}"
             rows.append(crowd_row(scenario, arrivals, failed, status, notes))
         finally:
             close_now(held)
+            for sock in crowd_sockets:
+                sock.abort()
     return rows

@@ -31,6 +31,7 @@ from tests.benchmarks.client import (
     wait_for_paid,
 )
 from tests.benchmarks.context import Context
+from tests.benchmarks.crowd import CrowdSocket, open_crowd, paid_arrivals
 from tests.benchmarks.loadgen import connect, raw_request
 from tests.benchmarks.measure import CpuMeter, CpuShare
 from tests.benchmarks.profiling import request_snapshot
@@ -95,7 +96,7 @@ def _latency_row(ctx: Context, idle: int, latencies: list[float], errors: int, s
 async def sockets(ctx: Context) -> list[Row]:
     sizes = ctx.sizes
     held: list[ClientConnection] = []
-    crowd: list[ClientConnection] = []
+    crowd: list[CrowdSocket] = []  # the last checkpoint's sockets, all on one payment
     rows: dict[str, list[Row]] = {"2": [], "3": [], "4": []}
     with Server(ctx.workdir, "sockets") as server:
         try:
@@ -113,22 +114,18 @@ async def sockets(ctx: Context) -> list[Row]:
                 baseline = server.rss_bytes()
                 idle = 0
                 for checkpoint in sizes.checkpoints:
+                    last = checkpoint == sizes.checkpoints[2]
                     urls = [
-                        url(idle_payments[i % len(idle_payments)])
-                        if i < sizes.checkpoints[1]
-                        else url(crowd_payment)
+                        url(crowd_payment if last else idle_payments[i % len(idle_payments)])
                         for i in range(idle, checkpoint)
                     ]
                     meter = CpuMeter(server)
                     with ctx.profiler.phase(f"open {len(urls):,} sockets", server.worker_pids()):
-                        opened = await open_sockets(urls, ctx.open_concurrency)
+                        if last:
+                            crowd = await open_crowd(urls, ctx.open_concurrency)
+                        else:
+                            held += await open_sockets(urls, ctx.open_concurrency)
                     share = meter.stop()
-                    held += opened
-                    crowd += [
-                        ws
-                        for i, ws in zip(range(idle, checkpoint), opened, strict=True)
-                        if i >= sizes.checkpoints[1]
-                    ]
                     idle = checkpoint
                     await asyncio.sleep(SETTLE)
                     rss = server.rss_bytes()
@@ -151,6 +148,8 @@ async def sockets(ctx: Context) -> list[Row]:
                     rows["3"].append(await _crowd(server, crowd_payment, crowd, len(held)))
         finally:
             close_now(held)
+            for sock in crowd:
+                sock.abort()
     return rows["2"] + rows["3"] + rows["4"]
 
 
@@ -173,8 +172,8 @@ def rss_row(ctx: Context, idle: int, rss: int, baseline: int, opened: int, share
 async def _crowd(
     server: Server,
     payment: dict[str, Any],
-    crowd: list[ClientConnection],
-    held: int,
+    crowd: list[CrowdSocket],
+    others: int,
 ) -> Row:
     meter = CpuMeter(server)
     arrivals, failed, status = await crowd_arrivals(
@@ -185,32 +184,23 @@ async def _crowd(
         arrivals,
         failed,
         status,
-        f"{held - len(crowd):,} other sockets open on the same server; {meter.stop().describe()}",
+        f"{others:,} other sockets open on the same server; {meter.stop().describe()}",
     )
 
 
 async def crowd_arrivals(
-    server: Server, request: bytes, crowd: list[ClientConnection]
+    server: Server, request: bytes, crowd: list[CrowdSocket]
 ) -> tuple[list[float], int, int]:
-    """Send the confirmation `request` once every socket of the crowd is waiting: seconds
-    from sending it to each socket's paid fragment, sockets without it, the answer's status."""
-    arrivals: list[float] = []
-    started = 0.0
-
-    async def watch(ws: ClientConnection) -> None:
-        await wait_for_paid(ws, CROWD_TIMEOUT)
-        arrivals.append(time.perf_counter() - started)
-
-    waiting = [asyncio.create_task(watch(ws)) for ws in crowd]
+    """Send the confirmation `request`: seconds from sending it to each socket's paid
+    fragment, the sockets without it, the answer's status."""
     bank = await connect(server.url)
-    await asyncio.sleep(SETTLE)  # every watcher is in recv(): none is started on the clock
     try:
         started = time.perf_counter()
         status, _ = await bank.call(request)
-        outcomes = await asyncio.gather(*waiting, return_exceptions=True)
+        arrivals = await paid_arrivals(crowd, started, CROWD_TIMEOUT)
     finally:
         bank.transport.close()
-    return arrivals, sum(isinstance(o, BaseException) for o in outcomes), status
+    return arrivals, len(crowd) - len(arrivals), status
 
 
 def crowd_row(scenario: str, arrivals: list[float], failed: int, status: int, notes: str) -> Row:
