@@ -14,7 +14,7 @@ from uuid import UUID
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 
-from pixweb.broker import Broker
+from pixweb.broker import Broker, Event
 from pixweb.errors import ConflictError, InvalidInputError, NotFoundError
 from pixweb.models import Merchant, Payment, PaymentStatus
 from pixweb.pix import brcode
@@ -123,12 +123,19 @@ async def _idempotent_replay(
     return existing
 
 
-async def get_payment(payment_id: UUID, *, merchant_id: int | None = None) -> Payment:
-    """Load a payment (restricted to one merchant when given), or raise NotFoundError."""
+async def get_payment(
+    payment_id: UUID, *, merchant_id: int | None = None, with_merchant: bool = False
+) -> Payment:
+    """Load a payment (restricted to one merchant when given), or raise NotFoundError.
+
+    `with_merchant` also loads `payment.merchant` (a join only the payer's page needs).
+    """
     query = Payment.filter(id=payment_id)
     if merchant_id is not None:
         query = query.filter(merchant_id=merchant_id)
-    payment = await query.select_related("merchant").first()
+    if with_merchant:
+        query = query.select_related("merchant")
+    payment = await query.first()
     if payment is None:
         raise NotFoundError("payment not found")
     return payment
@@ -211,12 +218,30 @@ async def cancel_payment(payment_id: UUID, *, merchant_id: int, broker: Broker) 
 
 
 def status_event(payment: Payment, outbox: Outbox, status: PaymentStatus) -> None:
-    """Tell the payment's page and its merchant's dashboard about a new status."""
+    """Tell the payment's page and its merchant's dashboard about a new status.
+
+    The event carries the committed state a page shows (status, paid_at), so a page's
+    room renders it without reading the payment again (`apply_status_event`).
+    """
     event = {
         "type": f"payment.{status}",
         "payment_id": str(payment.id),
         "merchant_id": payment.merchant_id,
         "status": str(status),
+        "paid_at": payment.paid_at.isoformat() if payment.paid_at else None,
     }
     outbox.add(payment_channel(payment.id), event)
     outbox.add(account_channel(payment.merchant_id), event)
+
+
+def apply_status_event(payment: Payment, event: Event) -> bool:
+    """Bring a loaded payment up to a `status_event` of its own; False for any other event."""
+    if event.get("payment_id") != str(payment.id) or "status" not in event:
+        return False
+    try:
+        status = PaymentStatus(event["status"])
+        paid_at = datetime.fromisoformat(event["paid_at"]) if event.get("paid_at") else None
+    except (TypeError, ValueError):
+        return False
+    payment.status, payment.paid_at = status, paid_at
+    return True

@@ -40,7 +40,7 @@ async def confirm_payment(
     Any number of concurrent confirmations change the row once (a conditional UPDATE in
     the same transaction as the credit); the others read it back as paid.
     """
-    payment = await Payment.get_or_none(txid=txid).select_related("merchant")
+    payment = await Payment.get_or_none(txid=txid)
     if payment is None:
         raise NotFoundError("no payment with this bank_payment_id")
     if amount_cents != payment.amount_cents:
@@ -61,11 +61,13 @@ async def confirm_payment(
                 counterpart=end_to_end_id,
                 description=payment.description,
             )
+            payment.status, payment.paid_at = PaymentStatus.PAID, now
+            payment.end_to_end_id = end_to_end_id
             status_event(payment, outbox, PaymentStatus.PAID)
-    await payment.refresh_from_db()
     if settled:
         await outbox.publish(broker)
         return payment
+    await payment.refresh_from_db()  # someone else settled or changed it: what is it now?
     if payment.status == PaymentStatus.PAID:
         if end_to_end_id and payment.end_to_end_id and end_to_end_id != payment.end_to_end_id:
             raise ConflictError("payment already settled by another end_to_end_id")

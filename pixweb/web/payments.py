@@ -23,7 +23,7 @@ def _htmx() -> bool:
 @hide
 async def payment_page(payment_id: UUID) -> Response:
     """Show the QR code, copy-paste code, amount and live status of a charge."""
-    payment = await payments.get_payment(payment_id)
+    payment = await payments.get_payment(payment_id, with_merchant=True)
     context = status_context(payment, sandbox=not get_config().production)
     template = "partials/payment_status.html" if _htmx() else "pages/payment.html"
     body = await render_template(template, **context)

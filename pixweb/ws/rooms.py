@@ -125,7 +125,8 @@ class Room:
                         event = await asyncio.wait_for(anext(events), _seconds_to_expiry(payment))
                     except TimeoutError:
                         event = {"type": "payment.expired", "at": payment.expires_at.timestamp()}
-                    payment = await payments.get_payment(self.payment_id)
+                    if not payments.apply_status_event(payment, event):
+                        payment = await payments.get_payment(self.payment_id)
                     await self._deliver(payment, event)
         except asyncio.CancelledError:
             raise
