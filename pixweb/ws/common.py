@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from quart import websocket
 
@@ -33,6 +33,18 @@ class TooBigError(Exception):
 def seconds_until(moment: datetime) -> float:
     """A timeout that ends a hair after `moment`: an early wake-up would find it not yet due."""
     return max((moment - utcnow()).total_seconds(), 0.0) + 0.05
+
+
+def unyielding_send() -> Callable[[str], Awaitable[None]]:
+    """The accepted socket's send, without the `asyncio.sleep(0)` Quart's `send` starts with.
+
+    That yield guards a handler sending in a tight loop; a pushing handler already waits
+    between messages. When a change wakes 5,000 sockets it made each write wait until all
+    5,000 had taken a first step (the first fragment left ~60 ms after the room rendered
+    it). Quart keeps the raw ASGI send as `Websocket._send` (quart 0.20-0.22).
+    """
+    send: Callable[[str], Awaitable[None]] = cast(Any, websocket)._get_current_object()._send
+    return send
 
 
 async def receive_limited(limit: int) -> str | bytes:

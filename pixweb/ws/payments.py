@@ -21,7 +21,7 @@ from pixweb.models import Payment
 from pixweb.presenters import payment_dict, status_context
 from pixweb.services import payments
 from pixweb.ws import rooms
-from pixweb.ws.common import CLOSE_POLICY, closing_as_ended, reading_client
+from pixweb.ws.common import CLOSE_POLICY, closing_as_ended, reading_client, unyielding_send
 
 blueprint = Blueprint("ws_payments", __name__)
 
@@ -54,10 +54,11 @@ async def _send_current(payment_id: UUID, as_json: bool) -> bool:
 
 async def _push_changes(watcher: rooms.Watcher) -> None:
     """Send what the room renders for each change (and for the expiry)."""
+    send, metrics = unyielding_send(), get_metrics()
     while True:
         message, event = await watcher.next()
-        await websocket.send(message)
-        get_metrics().pushed(event)
+        await send(message)
+        metrics.pushed(event)
 
 
 async def _message(payment: Payment, event: Event | None, as_json: bool) -> str:
