@@ -1,5 +1,6 @@
 """The fixed stack's floor: the least any Quart app served as pixweb serves (hypercorn, uvloop,
-permessage-deflate declined) costs on this machine, driven by the same clients.
+permessage-deflate declined, the same garbage-collector settings, sends without Quart's
+`sleep(0)`) costs on this machine, driven by the same clients.
 
 `python -m tests.benchmarks.floor_app serve --host H --port P` answers only what the
 scenarios call, with nothing behind it (no database, broker, auth, validation or logs):
@@ -23,7 +24,8 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 from quart import Quart, websocket
 
-from pixweb.serving import MAX_WS_MESSAGE, decline_websocket_compression
+from pixweb.serving import MAX_WS_MESSAGE, decline_websocket_compression, tune_garbage_collector
+from pixweb.ws.common import unyielding_send
 
 PENDING = '<div id="payment-status" data-status="pending" hx-swap-oob="true">Aguardando</div>'
 PAID = '<div id="payment-status" data-status="paid" hx-swap-oob="true">Pago</div>'
@@ -50,8 +52,9 @@ def create_app() -> Quart:
     async def payment_socket(payment_id: str) -> None:
         await websocket.accept()
         await websocket.send(PENDING)
+        send = unyielding_send()
         await paid[payment_id].wait()
-        await websocket.send(PAID)
+        await send(PAID)
         while True:
             await websocket.receive()
 
@@ -70,7 +73,9 @@ def main() -> None:
     config.accesslog = None
     config.websocket_max_message_size = MAX_WS_MESSAGE
     decline_websocket_compression()
-    uvloop.run(serve(create_app(), config))  # type: ignore[arg-type]
+    app = create_app()
+    tune_garbage_collector()
+    uvloop.run(serve(app, config))  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":
