@@ -88,10 +88,10 @@ def decline_websocket_compression() -> None:
     ws_stream.PerMessageDeflate = DeclinedDeflate  # type: ignore[attr-defined]
 
 
-# A full collection walks every object the collector tracks: with 5,000 sockets open
-# (~1.5 M objects) one stopped the process for ~1 s, every socket and request waiting, and
-# the default thresholds (700, 10, 10) ran one at each ~25% of growth, a dozen while 5,000
-# payers connected (make bench). Collecting the young generation every 50,000 allocations
+# A full collection walks every object the collector tracks: with 5,000 sockets open one
+# stopped the process for 0.5-1.2 s, every socket and request waiting, and the default
+# thresholds (700, 10, 10) ran one at each ~25% of growth, a dozen while 5,000 payers
+# connected (make bench). Collecting the young generation every 50,000 allocations
 # instead of 700 makes full collections rare; cycles are still found, a little later.
 GC_THRESHOLDS = (50_000, 20, 10)
 
