@@ -122,11 +122,7 @@ async def race(*coroutines: Coroutine[Any, Any, None]) -> None:
         for task in done:
             task.result()
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*(cancelled(task) for task in tasks))
 
 
 async def cancelled(task: asyncio.Task[Any]) -> None:
