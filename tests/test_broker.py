@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from pixweb import broker as broker_module
 from pixweb.broker import QUEUE_SIZE, Broker, SubscriptionLaggedError, make_broker
+from pixweb.broker.base import Subscriber
 from tests.test_broker_redis import open_test_broker
 
 
@@ -89,13 +89,13 @@ async def test_publishing_touches_only_that_channels_subscribers(
     broker: Broker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     offers: list[object] = []
-    original = broker_module._Subscriber.offer
+    original = Subscriber.offer
 
     def counting_offer(self: Any, event: Any) -> None:
         offers.append(self)
         original(self, event)
 
-    monkeypatch.setattr(broker_module._Subscriber, "offer", counting_offer)
+    monkeypatch.setattr(Subscriber, "offer", counting_offer)
     async with AsyncExitStack() as stack:
         for n in range(1000):
             await stack.enter_async_context(broker.subscribe(f"payment:{n}"))

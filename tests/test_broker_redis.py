@@ -28,14 +28,14 @@ from tests.support import need
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-    from pixweb.broker_redis import RedisBroker
+    from pixweb.broker.redis import RedisBroker
 
 UNREACHABLE = "redis://127.0.0.1:1/0"
 
 
 def _redis_broker_class() -> type[RedisBroker]:
     try:
-        from pixweb.broker_redis import RedisBroker
+        from pixweb.broker.redis import RedisBroker
     except ImportError as exc:
         need("Redis", "PIXWEB_REQUIRE_SERVICES", f"redis-py is not installed: {exc}")
     return RedisBroker
@@ -205,7 +205,7 @@ async def test_publishing_without_redis_is_logged_and_counted_not_raised(
 ) -> None:
     broker = _redis_broker_class()(UNREACHABLE, timeout=0.5)
     try:
-        with caplog.at_level(logging.ERROR, logger="pixweb.broker_redis"):
+        with caplog.at_level(logging.ERROR, logger="pixweb.broker.redis"):
             await asyncio.wait_for(broker.publish("payment:1", {"type": "payment.paid"}), 2)
         assert (broker.publish_failures, broker.published) == (1, 0)
         assert "publish on payment:1 failed" in caplog.text

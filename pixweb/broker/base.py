@@ -1,10 +1,8 @@
-"""Pub/sub between the services that change state and the sockets that show it.
+"""What every broker backend shares: the protocol, its errors, counters and local queues.
 
 Events are small JSON objects on per-entity channels (`payment:<id>`, `account:<id>`);
 no HTML crosses the broker. Subscribers of one process may receive the same decoded
-event object: treat events as read-only. `make_broker(url)` picks the backend by URL scheme:
-`MemoryBroker` here, `RedisBroker` in `broker_redis` (imported only when asked for, so
-the memory backend never imports redis).
+event object: treat events as read-only.
 
 Slow consumers: every subscription has a bounded queue. When a publish finds it
 full, the subscription is *dropped*: its iterator raises `SubscriptionLaggedError` and
@@ -24,11 +22,9 @@ raised into the service. Each backend counts for metrics: `published` events,
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
-from urllib.parse import parse_qs, urlsplit
 
 Event = dict[str, Any]
 QUEUE_SIZE = 64
@@ -86,7 +82,9 @@ class Counters:
         return {name: getattr(self, name) for name in names}
 
 
-class _Subscriber:
+class Subscriber:
+    """One subscription's bounded queue, and the iterator its reader awaits."""
+
     __slots__ = ("queue", "error", "counters")
 
     def __init__(self, counters: Counters) -> None:
@@ -116,7 +114,7 @@ class _Subscriber:
 
     # An iterator object rather than an async generator: cancelling a pending
     # __anext__ (asyncio.wait_for timing out) leaves it usable, a generator would close.
-    def __aiter__(self) -> _Subscriber:
+    def __aiter__(self) -> Subscriber:
         return self
 
     async def __anext__(self) -> Event:
@@ -125,71 +123,3 @@ class _Subscriber:
             if self.error is None:
                 return event
         raise self.error.with_traceback(None)
-
-
-class MemoryBroker(Counters):
-    """In-process broker: channel -> subscribers; publishing costs O(that channel's subscribers)."""
-
-    def __init__(self) -> None:
-        self._channels: dict[str, set[_Subscriber]] = {}
-
-    @property
-    def channel_count(self) -> int:
-        return len(self._channels)
-
-    async def publish(self, channel: str, event: Event) -> None:
-        # One JSON round trip per publish, even with nobody listening: a subscriber never
-        # shares the publisher's objects, and a non-JSON event always fails, as on Redis.
-        frozen = json.loads(json.dumps(event))
-        self.published += 1
-        for subscriber in tuple(self._channels.get(channel, ())):
-            subscriber.offer(frozen)
-
-    @asynccontextmanager
-    async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[Event]]:
-        subscriber = _Subscriber(self)
-        self._channels.setdefault(channel, set()).add(subscriber)
-        try:
-            yield subscriber
-        finally:
-            subscribers = self._channels.get(channel)
-            if subscribers is not None:
-                subscribers.discard(subscriber)
-                if not subscribers:
-                    del self._channels[channel]
-
-    async def ping(self) -> bool:
-        return True
-
-    async def close(self) -> None:
-        self._channels.clear()
-
-
-def redis_channel_prefix(url: str) -> str:
-    """Channel namespace for a Redis URL: `?prefix=` if given, else `pixweb:<db>:`.
-
-    Pub/sub ignores the database number, so two deployments sharing one Redis would hear
-    each other's `account:<id>` events; deriving the prefix from the db keeps apart those
-    that already use different databases.
-    """
-    parts = urlsplit(url)
-    if prefix := parse_qs(parts.query).get("prefix", [""])[0]:
-        return prefix
-    db = parts.path.strip("/") or parse_qs(parts.query).get("db", ["0"])[0]
-    return f"pixweb:{db}:"
-
-
-def make_broker(url: str) -> Broker:
-    """Build the broker named by `url`: memory:// (one process) or redis:// (several)."""
-    scheme = urlsplit(url).scheme
-    if scheme == "memory":
-        return MemoryBroker()
-    if scheme in ("redis", "rediss", "unix"):
-        from pixweb.broker_redis import RedisBroker
-
-        parts = urlsplit(url)
-        query = "&".join(p for p in parts.query.split("&") if p and not p.startswith("prefix="))
-        return RedisBroker(
-            parts._replace(query=query).geturl(), channel_prefix=redis_channel_prefix(url)
-        )
-    raise ValueError(f"unsupported broker URL scheme {scheme!r} (use memory:// or redis://)")

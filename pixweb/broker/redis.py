@@ -3,7 +3,7 @@
 PUBLISH goes through a small pool, JSON-encoded. All subscriptions of the process share one
 dedicated connection: a channel is SUBSCRIBEd when it gets its first local subscriber and
 UNSUBSCRIBEd when its last leaves; one reader task decodes each message once and fans it out
-to the local bounded queues (`_Subscriber`, with MemoryBroker's drop-when-full policy).
+to the local bounded queues (`Subscriber`, with MemoryBroker's drop-when-full policy).
 
 Outages. Pub/sub has no replay, so whoever may have missed an event must resync. When the
 connection is lost (or an idle one stops answering PING), every confirmed local subscription
@@ -36,7 +36,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from pixweb.broker import Counters, Event, SubscriptionInterruptedError, _Subscriber
+from pixweb.broker.base import Counters, Event, Subscriber, SubscriptionInterruptedError
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class _Channel:
     __slots__ = ("subscribers", "confirmed")
 
     def __init__(self) -> None:
-        self.subscribers: set[_Subscriber] = set()
+        self.subscribers: set[Subscriber] = set()
         self.confirmed = asyncio.Event()  # SUBSCRIBE acknowledged on the current connection
 
 
@@ -116,7 +116,7 @@ class RedisBroker(Counters):
         if entry is None:
             entry = self._channels[channel] = _Channel()
             self._send("SUBSCRIBE", channel, entry)
-        subscriber = _Subscriber(self)
+        subscriber = Subscriber(self)
         entry.subscribers.add(subscriber)
         try:
             await self._until_confirmed(entry, subscriber)
@@ -142,14 +142,14 @@ class RedisBroker(Counters):
         await asyncio.gather(*tasks, return_exceptions=True)
         await self._redis.aclose()
 
-    async def _until_confirmed(self, entry: _Channel, subscriber: _Subscriber) -> None:
+    async def _until_confirmed(self, entry: _Channel, subscriber: Subscriber) -> None:
         try:
             async with asyncio.timeout(0 if self._closed else self._timeout):
                 await entry.confirmed.wait()
         except TimeoutError:
             self._interrupt(subscriber, "Redis did not confirm the subscription in time")
 
-    def _interrupt(self, subscriber: _Subscriber, why: str) -> None:
+    def _interrupt(self, subscriber: Subscriber, why: str) -> None:
         if subscriber.error is None:
             self.interrupted += 1
             subscriber.fail(SubscriptionInterruptedError(f"{why}: resync"))
