@@ -20,6 +20,7 @@ from pixweb.pix.validate import (
     FieldTree,
     Findings,
     parse_amount,
+    parse_tlv,
     pix_account,
     read_tree,
     template,
@@ -201,10 +202,32 @@ class DecodedBRCode:
         return data
 
 
-def _check_crc(text: str, found: Findings) -> str | None:
+def _check_crc(
+    text: str, items: list[tuple[str, str]], broken_at: int | None, found: Findings
+) -> str | None:
+    """Check that the last field is 63 of length 04 and holds the CRC of all before it."""
+    if broken_at is None:
+        if items and items[-1][0] == "63" and len(items[-1][1]) == 4:
+            return _compare_crc(text, found)
+        # Reading the fields in order is what tells a CRC from "6304XXXX" inside another field.
+        tags = [tag for tag, _ in items]
+        if tags and tags[-1] == "63":
+            where = f"has length {len(items[-1][1]):02d}, not length 04 (6304 and 4 hex digits)"
+        elif "63" in tags:
+            where = "is not the last field"
+        else:
+            where = "is missing: the payload has no field 63"
+        found.error("crc_missing", "63", f"The CRC field (63) {where}.")
+        return None
+    # The TLV breaks (read_tree reports where); a tail shaped like a CRC is still checked, so
+    # that a code damaged in transit says so.
     if len(text) < 8 or text[-8:-4] != CRC_PREFIX:
         found.error("crc_missing", "63", "The payload does not end with the CRC field 6304XXXX.")
         return None
+    return _compare_crc(text, found)
+
+
+def _compare_crc(text: str, found: Findings) -> str:
     given, expected = text[-4:], crc16(_utf8(text[:-4]))
     if given == expected:
         return given
@@ -231,8 +254,9 @@ def decode(payload: str) -> DecodedBRCode:
     found = Findings()
     if len(text) > PAYLOAD_MAX:
         found.error("too_long", None, f"The payload has {len(text)} characters; at most 512.")
-    crc = _check_crc(text, found)
-    fields = read_tree(text, found)
+    items, broken_at = parse_tlv(text)
+    crc = _check_crc(text, items, broken_at, found)
+    fields = read_tree(items, broken_at, found)
     account = pix_account(fields) or {}
     key, url = account.get("01"), account.get("25")
     amount = text_field(fields, "54")

@@ -99,7 +99,7 @@ def parse_amount(text: str) -> int | None:
     return int(cents)
 
 
-def _parse_tlv(text: str) -> tuple[list[tuple[str, str]], int | None]:
+def parse_tlv(text: str) -> tuple[list[tuple[str, str]], int | None]:
     """Split text into (id, value) pairs; also return the offset where it broke, if it did."""
     items: list[tuple[str, str]] = []
     pos = 0
@@ -127,15 +127,14 @@ def _tree(items: list[tuple[str, str]], parent: str | None, found: Findings) -> 
     return tree
 
 
-def read_tree(text: str, found: Findings) -> FieldTree:
-    """Parse TLV text into a field tree, then apply the Pix field rules to it."""
-    items, broken_at = _parse_tlv(text)
+def read_tree(items: list[tuple[str, str]], broken_at: int | None, found: Findings) -> FieldTree:
+    """Index the top-level fields `parse_tlv` read into a tree, then apply the Pix rules to it."""
     if broken_at is not None:
         found.error("tlv_malformed", None, f"The TLV structure breaks at offset {broken_at}.")
     fields: FieldTree = dict(_tree(items, None, found))
     for tag, value in list(fields.items()):
         if tag in _TEMPLATES and isinstance(value, str):
-            sub_items, sub_broken_at = _parse_tlv(value)
+            sub_items, sub_broken_at = parse_tlv(value)
             if sub_broken_at is not None:
                 found.error("tlv_malformed", tag, f"Template {tag} breaks at {sub_broken_at}.")
             fields[tag] = _tree(sub_items, tag, found)

@@ -480,3 +480,57 @@ def test_any_single_character_change_is_caught(
         assert codes(decoded.warnings) == ["crc_lowercase"]  # same CRC, written in lower case
         return
     assert {"crc_mismatch", "crc_missing", "tlv_malformed"} & set(codes(decoded.errors))
+
+
+# --- the CRC is the last field, of length 04 ---------------------------------------------------
+
+
+def with_fresh_crc(text: str) -> str:
+    """Replace the last 4 characters of text with the CRC of everything before them."""
+    return text[:-4] + crc16(text[:-4].encode())
+
+
+def crc_in_last_description() -> str:
+    # No field 63: the payload ends inside field 26, whose description ends in "6304XXXX".
+    items: list[Any] = [("00", "01"), ("52", "0000"), ("53", "986"), ("58", "BR"),
+                        ("59", "Fulano"), ("60", "Recife"), ("62", [("05", "***")]),
+                        ("26", [PIX_GUI, ("01", EVP), ("02", "Pedido 6304XXXX")])]  # fmt: skip
+    return with_fresh_crc(encode_tlv(items))
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (crc_in_last_description(), "no field 63"),
+        # The last field is 63, but of length 08 and holding "6304XXXX".
+        (with_fresh_crc(STATIC[:-8] + "6308" + "6304XXXX"), "length 04"),
+        # A field 63 in the middle, and the payload ends in a field 99 that mimics a CRC.
+        (with_fresh_crc(STATIC[:-8] + "63041234" + "99086304XXXX"), "not the last field"),
+        # A field 99 mimics the CRC and there is no field 63 at all.
+        (with_fresh_crc(STATIC[:-8] + "99086304XXXX"), "no field 63"),
+    ],
+)
+def test_decode_refuses_a_crc_that_is_not_the_last_field(payload: str, message: str) -> None:
+    assert payload[-8:-4] == "6304" and crc16(payload[:-4].encode()) == payload[-4:]
+    decoded = decode(payload)
+    assert "crc_missing" in codes(decoded.errors)
+    assert message in next(i.message for i in decoded.errors if i.code == "crc_missing")
+    assert decoded.crc is None
+    assert not decoded.valid
+
+
+def test_decode_reads_the_crc_from_field_63() -> None:
+    decoded = decode(STATIC)
+    assert decoded.crc == STATIC[-4:] == decoded.fields["63"]
+
+
+@settings(deadline=None)  # timing varies on shared CI machines
+@given(
+    tag=st.from_regex(r"[0-9]{2}", fullmatch=True),
+    filler=st.from_regex(r"[ -~]{0,60}", fullmatch=True),
+)
+def test_a_payload_not_closed_by_field_63_is_refused(tag: str, filler: str) -> None:
+    # Whatever field closes the payload, a tail "6304XXXX" with a right checksum is not a CRC.
+    assume(tag != "63")
+    payload = with_fresh_crc(STATIC[:-8] + encode_tlv([(tag, filler + "6304XXXX")]))
+    assert "crc_missing" in codes(decode(payload).errors)
