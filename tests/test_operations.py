@@ -72,7 +72,7 @@ async def test_every_response_carries_a_request_id(client: Client) -> None:
 class TestProductionLogs:
     @pytest.fixture
     def app_overrides(self) -> dict[str, Any]:
-        return {"env": "production", "secret_key": "s" * 32, "webhook_secret": "w" * 32}
+        return {"env": "production", "secret_key": "test-secret-key-not-for-production-0123456789", "webhook_secret": "test-webhook-secret-0123456789-0123456789"}
 
     async def test_one_json_line_per_request(
         self, app: Quart, client: Client, caplog: pytest.LogCaptureFixture
@@ -103,11 +103,11 @@ async def test_sigterm_closes_sockets_with_1012_then_exits(tmp_path: Path) -> No
     try:
         async with websockets.connect(server.url.replace("http", "ws") + "/ws") as socket:
             await asyncio.wait_for(socket.recv(), 5)  # conexao
-            assert server._process is not None
-            server._process.terminate()
+            assert server.process is not None
+            server.process.terminate()
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 await asyncio.wait_for(socket.recv(), 5)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
-        assert await asyncio.to_thread(server._process.wait, 10) == 0
+        assert await asyncio.to_thread(server.process.wait, 10) == 0
     finally:
         await asyncio.to_thread(server.stop)

@@ -1,30 +1,29 @@
 """A real pixweb server in a subprocess, and stdlib HTTP helpers to drive its API.
 
 Shared by the e2e fixtures (conftest.py) and the screenshot script (screenshots.py).
+The server process is started and stopped by tests/server.py, as the benchmarks' are.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import socket
 import sqlite3
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
+from tests import server as process
+from tests.server import ROOT as ROOT  # re-exported: the screenshots and multi-process tests
+from tests.server import STARTUP_TIMEOUT as STARTUP_TIMEOUT
+from tests.server import free_port as free_port
 from tests.support import signed
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
-ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -35,118 +34,14 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-STARTUP_TIMEOUT = 20.0
 PASSWORD = "uma senha longa e2e"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+class Server(process.Server):
+    """`pixweb serve` (development: the sandbox exists) on one SQLite file that survives restarts.
 
-
-class Server:
-    """`pixweb serve` on 127.0.0.1:<port>, over one SQLite file that survives restarts."""
-
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
-        self.workdir = workdir
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.db_path = workdir / "e2e.sqlite3"
-        self.log_path = workdir / "server.log"
-        self.secret_key = "e2e-secret-key-not-for-production"
-        self.webhook_secret = "e2e-webhook-secret"
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-        self._migrated = False
-
-    def _env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PIXWEB_")}
-        env.update(
-            PIXWEB_ENV="development",
-            PIXWEB_DATABASE_URL=f"sqlite://{self.db_path}",
-            PIXWEB_INSTANCE_PATH=str(self.workdir / "instance"),
-            PIXWEB_SECRET_KEY=self.secret_key,
-            PIXWEB_WEBHOOK_SECRET=self.webhook_secret,
-            PYTHONUNBUFFERED="1",
-        )
-        return env
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def start(self) -> None:
-        """Migrate (the first time), serve, and wait until /openapi.json answers 200."""
-        assert self._process is None, "server already running"
-        self._log = self.log_path.open("ab")
-        try:
-            if not self._migrated:
-                self._migrate()
-            command = [sys.executable, "-m", "pixweb.cli", "serve", "--host", "127.0.0.1"]
-            self._process = subprocess.Popen(
-                [*command, "--port", str(self.port)],
-                cwd=ROOT,
-                env=self._env(),
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-            )
-            self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-
-    def _migrate(self) -> None:
-        done = subprocess.run(
-            [sys.executable, "-m", "pixweb.cli", "migrate"],
-            cwd=ROOT,
-            env=self._env(),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            timeout=STARTUP_TIMEOUT,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"`pixweb migrate` exited with {done.returncode}:\n{self.log()}")
-        self._migrated = True
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            assert self._process is not None
-            if self._process.poll() is not None:
-                code = self._process.returncode
-                raise RuntimeError(f"server exited with {code} while starting:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(self.url + "/openapi.json", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"server not ready in {STARTUP_TIMEOUT}s:\n{self.log()}")
-
-    def stop(self) -> None:
-        """Terminate (SIGTERM, then SIGKILL after 10 s) and wait; idempotent."""
-        process, self._process = self._process, None
-        if process is not None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+    The process itself is tests/server.py's; this adds the API calls the browser tests make.
+    """
 
     # -- HTTP API -------------------------------------------------------------------------
 
