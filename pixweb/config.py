@@ -6,8 +6,10 @@ Also builds the Tortoise ORM config shared by the app, `pixweb migrate` and the
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -43,8 +45,20 @@ class Config:
         return self.env == "production"
 
 
-_SECRET_SETTINGS = ("secret_key", "webhook_secret")
 _ENV_PREFIX = "PIXWEB_"
+# Each secret setting and what it protects (said when production refuses a weak one).
+_SECRET_SETTINGS = {
+    "secret_key": "it signs session cookies and bearer tokens: whoever guesses it logs in as"
+    " any merchant",
+    "webhook_secret": "it signs the bank's payment confirmations: whoever guesses it marks"
+    " charges as paid",
+}
+MIN_SECRET_CHARS = 32
+# The entropy estimated from the characters' frequencies flatters structured text (it cannot
+# see words), so it only keeps out the plainly weak: a 32-character hex token estimates
+# ~115 bits, `token_urlsafe(32)` ~205, "abcd" * 8 64.
+MIN_SECRET_BITS = 80
+SECRET_HINT = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
 
 
 def load_config(
@@ -81,14 +95,45 @@ def _coerce(name: str, raw: str) -> Any:
     return raw
 
 
+def secret_weakness(value: str) -> str | None:
+    """Say why `value` is too weak to be a production secret, or None when it is not."""
+    if len(value) < MIN_SECRET_CHARS:
+        size = f"{len(value)} character" + ("" if len(value) == 1 else "s")
+        return f"it is {size} long; at least {MIN_SECRET_CHARS} random characters are needed"
+    for unit in range(1, len(value) // 2 + 1):
+        if value == (value[:unit] * (len(value) // unit + 1))[: len(value)]:
+            return f"it repeats the same {unit} character(s) over and over"
+    counts = Counter(value).values()
+    bits = -sum(n * math.log2(n / len(value)) for n in counts)
+    if bits < MIN_SECRET_BITS:
+        return f"it has too few distinct characters (about {bits:.0f} bits of entropy)"
+    return None
+
+
+def _check_secrets(config: Config) -> None:
+    """Refuse, in production, a secret an attacker could guess, saying why it matters."""
+    for name in _SECRET_SETTINGS:
+        weakness = secret_weakness(getattr(config, name))
+        if weakness is not None:
+            raise ConfigError(
+                f"{_ENV_PREFIX}{name.upper()} is too weak for production: {weakness}."
+                f" It must be hard to guess because {_SECRET_SETTINGS[name]}."
+                f" Generate one with: {SECRET_HINT}"
+            )
+
+
 def _with_secrets(config: Config) -> Config:
-    """Refuse missing secrets in production; in development keep generated ones in instance/."""
+    """Refuse missing or weak secrets in production; in development keep generated ones in
+    instance/."""
     missing = [name for name in _SECRET_SETTINGS if not getattr(config, name)]
+    if config.production:
+        if missing:
+            names = ", ".join(_ENV_PREFIX + name.upper() for name in missing)
+            raise ConfigError(f"production needs explicit secrets: set {names} ({SECRET_HINT})")
+        _check_secrets(config)
+        return config
     if not missing:
         return config
-    if config.production:
-        names = ", ".join(_ENV_PREFIX + name.upper() for name in missing)
-        raise ConfigError(f"production needs explicit secrets: set {names}")
     if config.testing:
         fresh: dict[str, Any] = {name: secrets.token_urlsafe(32) for name in missing}
         return replace(config, **fresh)

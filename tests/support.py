@@ -10,6 +10,13 @@ import pytest
 
 from pixweb.services import webhooks
 
+# Settings of an app under test in production: secrets strong enough for production.
+PRODUCTION: dict[str, Any] = {
+    "env": "production",
+    "secret_key": "test-secret-key-not-for-production-0123456789",
+    "webhook_secret": "test-webhook-secret-0123456789-0123456789",
+}
+
 
 def need(what: str, env_flag: str, reason: str) -> None:
     """Skip with `reason`, or fail when `env_flag` demands `what` (as CI does)."""

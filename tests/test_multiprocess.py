@@ -28,7 +28,7 @@ import pytest
 import websockets
 
 from tests.e2e.harness import PASSWORD, ROOT, STARTUP_TIMEOUT, Server, free_port
-from tests.support import fresh_postgres_database, need, signed
+from tests.support import PRODUCTION, fresh_postgres_database, need, signed
 
 PUSH_WITHIN = 2.0  # seconds for an event to reach a socket held by another process
 Auth = dict[str, str]
@@ -287,8 +287,8 @@ def pixweb(args: list[str], env: dict[str, str], log: Path) -> Iterator[subproce
 )
 def test_several_workers_refuse_single_process_backends(tmp_path, database, broker, named) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIXWEB_")}
-    env |= {"PIXWEB_ENV": "production", "PIXWEB_SECRET_KEY": "s" * 32}
-    env |= {"PIXWEB_WEBHOOK_SECRET": "w" * 32, "PIXWEB_BROKER_URL": broker}
+    env |= {"PIXWEB_ENV": "production", "PIXWEB_SECRET_KEY": PRODUCTION["secret_key"]}
+    env |= {"PIXWEB_WEBHOOK_SECRET": PRODUCTION["webhook_secret"], "PIXWEB_BROKER_URL": broker}
     env["PIXWEB_DATABASE_URL"] = database.format(tmp=tmp_path)
     log = tmp_path / "serve.log"
     with pixweb(["serve", "--port", str(free_port()), "--workers", "2"], env, log) as process:

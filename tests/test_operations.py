@@ -13,6 +13,7 @@ from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
 from tests.e2e.harness import Server
+from tests.support import PRODUCTION
 
 
 async def test_healthz_says_the_process_is_up(client: Client) -> None:
@@ -72,7 +73,7 @@ async def test_every_response_carries_a_request_id(client: Client) -> None:
 class TestProductionLogs:
     @pytest.fixture
     def app_overrides(self) -> dict[str, Any]:
-        return {"env": "production", "secret_key": "test-secret-key-not-for-production-0123456789", "webhook_secret": "test-webhook-secret-0123456789-0123456789"}
+        return dict(PRODUCTION)
 
     async def test_one_json_line_per_request(
         self, app: Quart, client: Client, caplog: pytest.LogCaptureFixture

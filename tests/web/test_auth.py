@@ -12,6 +12,7 @@ from quart.typing import TestClientProtocol as Client
 from pixweb.models import Merchant
 from pixweb.services import accounts
 from tests.conftest import PASSWORD, make_merchant
+from tests.support import PRODUCTION
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 NEW = {
@@ -95,7 +96,7 @@ async def test_session_cookie_is_http_only_and_lax_but_not_secure_in_development
 class TestProduction:
     @pytest.fixture
     def app_overrides(self) -> dict[str, Any]:
-        return {"env": "production", "secret_key": "s" * 40, "webhook_secret": "w" * 40}
+        return dict(PRODUCTION)
 
     async def test_session_cookie_is_secure(self, client: Client, merchant: Merchant) -> None:
         cookie = set_cookie(await client.get("/login"))

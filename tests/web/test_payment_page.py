@@ -10,6 +10,7 @@ from quart.typing import TestClientProtocol as Client
 
 from pixweb.models import Payment, PaymentStatus
 from pixweb.pix import brcode
+from tests.support import PRODUCTION
 
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
 
@@ -87,7 +88,7 @@ async def test_simulate_a_cancelled_payment_changes_nothing(
 class TestProduction:
     @pytest.fixture
     def app_overrides(self) -> dict[str, Any]:
-        return {"env": "production", "secret_key": "s" * 32, "webhook_secret": "w" * 32}
+        return dict(PRODUCTION)
 
     async def test_no_sandbox_in_production(
         self, app: Quart, client: Client, auth: dict[str, str]
