@@ -19,7 +19,7 @@ from quart_rate_limiter import RateLimiter
 from quart_schema import QuartSchema, RequestSchemaValidationError, conversion
 from werkzeug.exceptions import HTTPException
 
-from pixweb import __version__, db, observability
+from pixweb import __version__, db, jsonload, observability
 from pixweb.api import accounts as api_accounts
 from pixweb.api import auth as api_auth
 from pixweb.api import errors as api_errors
@@ -111,14 +111,16 @@ def _strict_json_provider(app: Quart) -> DefaultJSONProvider:
     """Keep quart-schema's encoder; decode numbers as Decimal, so no float holds money.
 
     NaN and Infinity (not JSON, but Python's parser takes them) become Decimal too, so the
-    field's validation refuses them and the error names the field.
+    field's validation refuses them and the error names the field. Nesting is bounded
+    (jsonload.MAX_DEPTH): a deeper body is a 400, not a RecursionError.
     """
 
     class StrictJSONProvider(type(app.json)):  # type: ignore[misc]
         ensure_ascii = False
+        decoder = json.JSONDecoder(parse_float=Decimal, parse_constant=Decimal)
 
         def loads(self, s: str | bytes, **kwargs: Any) -> Any:
-            return json.loads(s, parse_float=Decimal, parse_constant=Decimal)
+            return jsonload.loads(s, decoder=self.decoder)
 
     return StrictJSONProvider(app)
 

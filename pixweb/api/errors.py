@@ -20,6 +20,7 @@ from pixweb.errors import (
     PixwebError,
     UnprocessableError,
 )
+from pixweb.jsonload import TooDeepError
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,10 @@ def handle_http_error(error: HTTPException) -> Response:
     """Answer routing and protocol errors (404, 405, malformed JSON...) in JSON."""
     status = error.code or 500
     if status == 400:
-        return error_response(400, "invalid_body", "the body is not valid JSON")
+        # Quart raises BadRequest while handling the parser's error: say what it was.
+        cause = error.__context__
+        detail = str(cause) if isinstance(cause, TooDeepError) else "the body is not valid JSON"
+        return error_response(400, "invalid_body", detail)
     code = (error.name or "error").lower().replace(" ", "_")
     return error_response(status, code, error.description or code)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from quart import Blueprint, current_app, websocket
 
-from pixweb import money
+from pixweb import jsonload, money
 from pixweb.broker import Event, SubscriptionLaggedError
 from pixweb.deps import get_broker, get_config, get_metrics
 from pixweb.errors import AuthenticationError, NotFoundError
@@ -134,8 +134,11 @@ async def _serve(session: _Session) -> None:
 
 async def _handle(session: _Session, raw: str | bytes) -> None:
     try:
-        message = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        message = jsonload.loads(raw)
+    except jsonload.TooDeepError as exc:
+        await _error(f"Mensagem inválida: JSON com mais de {exc.limit} níveis")
+        return
+    except ValueError:  # UnicodeDecodeError included
         await _error("Mensagem inválida: envie JSON")
         return
     if not isinstance(message, dict) or not isinstance(message.get("data", {}), dict):
