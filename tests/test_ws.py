@@ -240,3 +240,55 @@ async def test_a_waiting_watcher_wakes_for_a_message_and_for_its_end() -> None:
     watcher.fail(RuntimeError("gone"))
     with pytest.raises(RuntimeError, match="gone"):
         await asyncio.wait_for(waiting, 1)
+
+
+@pytest.fixture
+def paid_fragment_breaks(app: Any) -> Any:
+    """Serve a status partial that fails to render the paid state (as an unset `paid_at`
+    once did); calling the returned function puts the real partial back."""
+    from jinja2 import ChoiceLoader, DictLoader
+
+    original = app.jinja_env.loader
+    broken = (
+        '{% if status == "paid" %}{{ payment.no_such_field.at }}{% else %}'
+        '<div id="payment-status" data-status="{{ status }}"></div>{% endif %}'
+    )
+    app.jinja_env.loader = ChoiceLoader(
+        [DictLoader({"partials/payment_status.html": broken}), original]
+    )
+
+    def repair() -> None:
+        app.jinja_env.loader = original
+
+    yield repair
+    repair()
+
+
+async def test_a_change_that_fails_to_render_closes_its_sockets_1013_to_resync(
+    client: Client,
+    auth: dict[str, str],
+    sign: Any,
+    paid_fragment_breaks: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The pages are told to reconnect (htmx's ws extension does after 1013) and the failure
+    is logged; the API sockets, whose message rendered, are served as usual."""
+    payment = await create(client, auth)
+    url = f"/ws/payments/{payment['id']}"
+    async with client.websocket(url) as page, client.websocket(f"{url}?format=json") as api:
+        assert 'data-status="pending"' in await receive(page)
+        assert json.loads(await receive(api))["data"]["status"] == "pending"
+        assert await confirm(client, sign, payment) == 200
+        confirmed = json.loads(await receive(api))
+        assert confirmed["event"] == f"payment-confirmed-{payment['id']}"
+        with pytest.raises(WebsocketDisconnectError) as closed:
+            await receive(page)
+        assert closed.value.args[0] == 1013
+        await nothing_more(api)  # still open
+    assert any(
+        record.name == "pixweb.ws.rooms" and "could not render payment.paid" in record.message
+        for record in caplog.records
+    )
+    paid_fragment_breaks()
+    async with client.websocket(url) as page:  # the reconnect resyncs: paid
+        assert 'data-status="paid"' in await receive(page)

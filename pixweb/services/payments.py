@@ -212,17 +212,21 @@ async def cancel_payment(payment_id: UUID, *, merchant_id: int, broker: Broker) 
     if not updated:
         raise ConflictError(f"payment is {payment.status_at(now)}, only pending can be cancelled")
     outbox = Outbox()
-    status_event(payment, outbox, PaymentStatus.CANCELLED)
+    status_event(payment, outbox)
     await outbox.publish(broker)
     return payment
 
 
-def status_event(payment: Payment, outbox: Outbox, status: PaymentStatus) -> None:
-    """Tell the payment's page and its merchant's dashboard about a new status.
+def status_event(payment: Payment, outbox: Outbox) -> None:
+    """Tell the payment's page and its merchant's dashboard about its new status.
 
     The event carries the committed state a page shows (status, paid_at), so a page's
-    room renders it without reading the payment again (`apply_status_event`).
+    room renders it without reading the payment again (`apply_status_event`). It is built
+    from `payment` alone, never from a status given beside it: the caller first brings
+    `payment` to what it committed (a re-read, or `settlement._mark_paid`).
     """
+    status = payment.status
+    assert (status == PaymentStatus.PAID) == (payment.paid_at is not None), "stale payment"
     event = {
         "type": f"payment.{status}",
         "payment_id": str(payment.id),
@@ -243,5 +247,7 @@ def apply_status_event(payment: Payment, event: Event) -> bool:
         paid_at = datetime.fromisoformat(event["paid_at"]) if event.get("paid_at") else None
     except (TypeError, ValueError):
         return False
+    if (status == PaymentStatus.PAID) != (paid_at is not None):
+        return False  # not a state a payment can be in: the caller reads the real one
     payment.status, payment.paid_at = status, paid_at
     return True

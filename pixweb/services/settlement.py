@@ -22,13 +22,20 @@ from pixweb.services.payments import status_event
 
 
 async def _mark_paid(payment: Payment, now: datetime, end_to_end_id: str | None) -> bool:
-    """Pending and unexpired -> paid, as one conditional UPDATE: true for the one winner."""
+    """Pending and unexpired -> paid, as one conditional UPDATE: true for the one winner.
+
+    The winner's `payment` then holds what it wrote, so the paid announcement built from
+    it (`status_event`) carries the state a page renders, whichever path settled it.
+    """
     try:
         updated = await Payment.filter(
             id=payment.id, status=PaymentStatus.PENDING, expires_at__gt=now
         ).update(status=PaymentStatus.PAID, paid_at=now, end_to_end_id=end_to_end_id)
     except IntegrityError as exc:
         raise ConflictError("end_to_end_id already settled another payment") from exc
+    if updated:
+        payment.status, payment.paid_at = PaymentStatus.PAID, now
+        payment.end_to_end_id = end_to_end_id
     return bool(updated)
 
 
@@ -61,9 +68,7 @@ async def confirm_payment(
                 counterpart=end_to_end_id,
                 description=payment.description,
             )
-            payment.status, payment.paid_at = PaymentStatus.PAID, now
-            payment.end_to_end_id = end_to_end_id
-            status_event(payment, outbox, PaymentStatus.PAID)
+            status_event(payment, outbox)
     if settled:
         await outbox.publish(broker)
         return payment
@@ -106,7 +111,7 @@ async def pay_brcode(
             description=payment.description,
             idempotency=idempotency,
         )
-        status_event(payment, outbox, PaymentStatus.PAID)
+        status_event(payment, outbox)
         return movement
 
     fingerprint = ledger.request_hash("pay", code.strip())

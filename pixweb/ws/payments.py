@@ -21,7 +21,13 @@ from pixweb.models import Payment
 from pixweb.presenters import payment_dict, status_context
 from pixweb.services import payments
 from pixweb.ws import rooms
-from pixweb.ws.common import CLOSE_POLICY, closing_as_ended, reading_client, unyielding_send
+from pixweb.ws.common import (
+    CLOSE_POLICY,
+    CLOSE_TRY_AGAIN,
+    closing_as_ended,
+    reading_client,
+    unyielding_send,
+)
 
 blueprint = Blueprint("ws_payments", __name__)
 
@@ -39,7 +45,10 @@ async def payment_socket(payment_id: UUID) -> None:
                 await websocket.close(CLOSE_POLICY, "payment not found")
                 return
             async with closing_as_ended(), reading_client(watcher.fail):
-                await _push_changes(watcher)
+                try:
+                    await _push_changes(watcher)
+                except rooms.RoomFailedError:  # logged by the room
+                    await websocket.close(CLOSE_TRY_AGAIN, "could not follow the payment: retry")
 
 
 async def _send_current(payment_id: UUID, as_json: bool) -> bool:

@@ -11,12 +11,18 @@ sockets): a socket is its handler task, one task reading what the client sends a
 `Watcher` mailbox (a list and a future, not an asyncio.Queue: a Queue is 3 KB). Whatever
 ends a socket (falling behind, a frame too big, a graceful shutdown) arrives in its
 mailbox as an exception, so the handler needs no task to watch for each of them.
+
+A room that cannot render a change (or loses its payment) logs why and ends the sockets
+concerned with `RoomFailedError`, which their handler closes with 1013: htmx's ws
+extension and API clients reconnect and are sent the current state. A socket is never
+left open on a state it was not told has changed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from typing import Protocol
@@ -36,6 +42,12 @@ from pixweb.ws.common import ServerClosingError, cancelled, seconds_until
 ROOMS_KEY = "pixweb.ws.rooms"
 INBOX_SIZE = 16
 SUBSCRIBE_TIMEOUT = 10.0
+
+log = logging.getLogger(__name__)
+
+
+class RoomFailedError(Exception):
+    """The room could not tell a socket about a change: it reconnects and resyncs."""
 
 
 class Renderer(Protocol):
@@ -127,20 +139,50 @@ class Room:
                         event = {"type": "payment.expired", "at": payment.expires_at.timestamp()}
                     if not payments.apply_status_event(payment, event):
                         payment = await payments.get_payment(self.payment_id)
-                    await self._deliver(payment, event)
+                    if not await self._deliver(payment, event):
+                        # What failed may be the payment as the event left it: read it back.
+                        payment = await payments.get_payment(self.payment_id)
         except asyncio.CancelledError:
             raise
-        except BaseException as error:  # lagged, database gone...: every socket closes
-            for watcher in self.watchers:
-                watcher.fail(error)
-            self.subscribed.set()
+        except (SubscriptionLaggedError, NotFoundError) as error:
+            # Lagged: the handler closes 1013 and the client resyncs. Not found: the
+            # handler, finding no payment either, closes 1008.
+            self._fail_all(error)
+        except Exception as error:  # the broker or the database gone...
+            log.exception("payment room %s failed; its sockets reconnect", self.payment_id)
+            failure = RoomFailedError("could not follow the payment")
+            failure.__cause__ = error
+            self._fail_all(failure)
 
-    async def _deliver(self, payment: Payment, event: Event) -> None:
-        rendered: dict[bool, str] = {}
+    def _fail_all(self, error: BaseException) -> None:
+        for watcher in self.watchers:
+            watcher.fail(error)
+        self.subscribed.set()
+
+    async def _deliver(self, payment: Payment, event: Event) -> bool:
+        """Render the change once per format and hand it to each socket; False when a
+        format failed to render: its sockets are ended (they resync), the others served."""
+        rendered: dict[bool, str | RoomFailedError] = {}
         for watcher in list(self.watchers):
-            if watcher.as_json not in rendered:
-                rendered[watcher.as_json] = await self._render(payment, event, watcher.as_json)
-            watcher.offer((rendered[watcher.as_json], event))
+            if (as_json := watcher.as_json) not in rendered:
+                rendered[as_json] = await self._render_or_failure(payment, event, as_json)
+            if isinstance(message := rendered[as_json], str):
+                watcher.offer((message, event))
+            else:
+                watcher.fail(message)
+        return all(isinstance(message, str) for message in rendered.values())
+
+    async def _render_or_failure(
+        self, payment: Payment, event: Event, as_json: bool
+    ) -> str | RoomFailedError:
+        try:
+            return await self._render(payment, event, as_json)
+        except Exception as error:
+            what = f"{event.get('type')} ({'json' if as_json else 'html'})"
+            log.exception("payment room %s could not render %s", self.payment_id, what)
+            failure = RoomFailedError("could not render the change")
+            failure.__cause__ = error
+            return failure
 
     async def _announce_presence(self) -> None:
         """Say "viewing" now and whenever the dashboard asks, and "left" when the last
