@@ -17,8 +17,10 @@ _PHONE = re.compile(r"\+[1-9][0-9][0-9]{1,14}")
 # People type phones as "+55 (11) 99999-9999": those separators carry no information.
 _PHONE_SEPARATORS = re.compile(r"[ ()-]")
 _EVP = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# The DICT's pattern (bacen/pix-dict-api): its local part has no '%', unlike HTML's. The domain
+# needs a dot here, which the DICT's pattern does not ask: a key is for the public internet.
 _EMAIL_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-_EMAIL = re.compile(rf"[a-z0-9.!#$%&'*+/=?^_`{{|}}~-]+@{_EMAIL_LABEL}(?:\.{_EMAIL_LABEL})+")
+_EMAIL = re.compile(rf"[a-z0-9.!#$&'*+/=?^_`{{|}}~-]+@{_EMAIL_LABEL}(?:\.{_EMAIL_LABEL})+")
 _DIGITS = re.compile(r"[0-9]+")
 _CNPJ_WEIGHTS = (6, 5, 4, 3, 2, 9, 8, 7, 6, 5, 4, 3, 2)
 
@@ -85,6 +87,10 @@ def normalize(key: str) -> tuple[KeyType, str]:
     if not isinstance(key, str):
         raise InvalidPixKeyError("A Pix key must be a text.")
     key = key.strip()
+    if not key.isascii():
+        # Case mapping would turn look-alikes into ASCII (KELVIN SIGN -> 'k', 'ﬁ' -> 'FI'):
+        # refuse them rather than store a key the owner never typed.
+        raise InvalidPixKeyError("A Pix key has only ASCII letters, digits and symbols.")
     kind = detect(key)
     if kind is None:
         raise InvalidPixKeyError(_unrecognized_detail(key))

@@ -23,6 +23,8 @@ from pixweb.pix.keys import KeyType, detect, is_valid_cnpj, is_valid_cpf, normal
         ("12.ABC.345/01DE-35", KeyType.CNPJ, "12ABC34501DE35"),
         ("12abc34501de35", KeyType.CNPJ, "12ABC34501DE35"),
         ("Fulano.Tal@Example.COM", KeyType.EMAIL, "fulano.tal@example.com"),
+        ("  Fulano@Example.com\t", KeyType.EMAIL, "fulano@example.com"),
+        ("a.b+c!#$&'*/=?^_`{|}~-@example.com", KeyType.EMAIL, "a.b+c!#$&'*/=?^_`{|}~-@example.com"),
         ("+5511999998888", KeyType.PHONE, "+5511999998888"),
         ("+55 (11) 99999-8888", KeyType.PHONE, "+5511999998888"),
         (
@@ -55,6 +57,17 @@ def test_normalize_accepts(key: str, kind: KeyType, canonical: str) -> None:
         ("fulano@example", "e-mail"),
         ("a b@example.com", "e-mail"),
         ("x" * 66 + "@example.com", "77"),
+        # The DICT e-mail pattern leaves out '%' (and everything outside its list).
+        ("fulano%tal@example.com", "e-mail"),
+        ("fulano(tal)@example.com", "e-mail"),
+        ('"fulano"@example.com', "e-mail"),
+        ("fulano@exa_mple.com", "e-mail"),
+        ("fulano@-example.com", "e-mail"),
+        # Case mapping must not turn a look-alike into ASCII: KELVIN SIGN lowers to 'k',
+        # the ligature 'fi' upper-cases to 'FI'.
+        ("\u212aey@example.com", "ASCII"),
+        ("12\ufb0134501DE388", "ASCII"),  # upper-cases to the valid CNPJ 12FI34501DE388
+        ("11.222.333/0001-8\u0661", "ASCII"),
         ("+0511999998888", "phone"),
         ("+55", "phone"),
         ("+55119999988889999", "phone"),
