@@ -6,17 +6,22 @@ Also builds the Tortoise ORM config shared by the app, `pixweb migrate` and the
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
+import re
 import secrets
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 ENVIRONMENTS = ("development", "production")
 MIGRATIONS_MODULE = "migrations"
+# Development without PIXWEB_PUBLIC_URL, asked from a non-loopback Host: `pixweb run`'s address.
+DEVELOPMENT_PUBLIC_URL = "http://127.0.0.1:5000"
 
 
 class ConfigError(Exception):
@@ -32,6 +37,9 @@ class Config:
     secret_key: str = ""
     webhook_secret: str = ""
     broker_url: str = "memory://"
+    # Where payers and PSPs reach pixweb (scheme://host[:port]): every absolute link is built
+    # from it, never from the request's Host header, which the client chooses.
+    public_url: str = ""
     instance_path: str = "instance"
     token_ttl_seconds: int = 3600
     testing: bool = False
@@ -81,7 +89,7 @@ def load_config(
         raise ConfigError(
             f"PIXWEB_ENV must be one of {', '.join(ENVIRONMENTS)}, not {config.env!r}"
         )
-    return _with_secrets(config)
+    return _with_public_url(_with_secrets(config))
 
 
 def _coerce(name: str, raw: str) -> Any:
@@ -147,6 +155,64 @@ def _with_secrets(config: Config) -> Config:
             path.chmod(0o600)
         generated[name] = path.read_text().strip()
     return replace(config, **generated)
+
+
+_HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\.?")
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether a host name or IP literal (no port; IPv6 with or without brackets) is this
+    machine: `localhost`, 127.0.0.0/8 or ::1."""
+    host = host.removeprefix("[").removesuffix("]").lower()
+    if host.rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _public_url_problem(url: str, production: bool) -> str | None:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (a malformed port raises)
+    except ValueError:
+        return "it is not a URL with a valid host and port"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "it must be an http(s) address such as https://pix.example.com"
+    host = parts.hostname
+    if not (_HOST_NAME.fullmatch(host) or _is_ip(host)):
+        return f"{host!r} is not a host name"
+    if parts.username is not None or parts.path not in ("", "/") or parts.query or parts.fragment:
+        return "it must be only scheme://host[:port], without credentials, path or query"
+    if production and parts.scheme != "https" and not is_loopback_host(host):
+        return "production needs https (plain http is accepted only for loopback hosts)"
+    return None
+
+
+def _with_public_url(config: Config) -> Config:
+    """Validate PIXWEB_PUBLIC_URL (required in production) and drop its trailing slash."""
+    url = config.public_url.strip()
+    if not url:
+        if config.production:
+            raise ConfigError(
+                "production needs PIXWEB_PUBLIC_URL, the https address where payers and PSPs"
+                " reach pixweb (e.g. https://pix.example.com): payment links and QR codes are"
+                " built from it, never from the request's Host header"
+            )
+        return config
+    problem = _public_url_problem(url, config.production)
+    if problem is not None:
+        raise ConfigError(f"PIXWEB_PUBLIC_URL {url!r} is refused: {problem}")
+    return replace(config, public_url=url.rstrip("/"))
 
 
 def tortoise_config(database_url: str) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """What the API, the pages and the sockets show, in one place (they never import each other).
 
+`absolute_url` is the one builder of absolute links (on PIXWEB_PUBLIC_URL, never the Host);
 `payment_dict` is a payment's JSON shape (API responses and `?format=json` sockets);
 `status_context` feeds `partials/payment_status.html` (page, HTMX and socket pushes);
 `dashboard_context` feeds the dashboard page and its socket's resync.
@@ -9,14 +10,46 @@ from __future__ import annotations
 
 from datetime import date
 from typing import Any
+from urllib.parse import urlsplit
 
-from quart import url_for
+from quart import has_request_context, has_websocket_context, request, url_for, websocket
 
 from pixweb import money
+from pixweb.config import DEVELOPMENT_PUBLIC_URL, is_loopback_host
+from pixweb.deps import get_config
 from pixweb.models import Merchant, Payment, PaymentStatus
 from pixweb.pix import qr
 from pixweb.services import accounts, ledger, notifications, payments
 from pixweb.services.clock import utcnow
+
+
+def public_base() -> str:
+    """Where payers reach pixweb: PIXWEB_PUBLIC_URL (required in production).
+
+    Development without it uses the request's own address only when that is loopback (what
+    `make run` serves), else `pixweb run`'s address: a Host header is the client's to choose,
+    and a link built from it would send payers wherever the client said.
+    """
+    configured = get_config().public_url
+    if configured:
+        return configured
+    asked = request if has_request_context() else websocket if has_websocket_context() else None
+    if asked is not None:
+        try:
+            parts = urlsplit("//" + asked.host)
+            host, port = parts.hostname or "", parts.port
+        except ValueError:
+            return DEVELOPMENT_PUBLIC_URL
+        if is_loopback_host(host) and "@" not in parts.netloc:
+            scheme = "https" if asked.scheme in ("https", "wss") else "http"
+            host = f"[{host}]" if ":" in host else host
+            return f"{scheme}://{host}" + (f":{port}" if port is not None else "")
+    return DEVELOPMENT_PUBLIC_URL
+
+
+def absolute_url(endpoint: str, **values: Any) -> str:
+    """The absolute URL of a route, on the public address (see `public_base`)."""
+    return public_base() + url_for(endpoint, **values)
 
 
 def payment_dict(payment: Payment) -> dict[str, Any]:
@@ -30,10 +63,10 @@ def payment_dict(payment: Payment) -> dict[str, Any]:
         "bank_payment_id": payment.txid,
         "brcode": payment.brcode,
         "qr_code": {
-            "png": url_for(qr_endpoint, filename=f"{payment.id}.png", _external=True),
-            "svg": url_for(qr_endpoint, filename=f"{payment.id}.svg", _external=True),
+            "png": absolute_url(qr_endpoint, filename=f"{payment.id}.png"),
+            "svg": absolute_url(qr_endpoint, filename=f"{payment.id}.svg"),
         },
-        "payment_url": url_for("web_payments.payment_page", payment_id=payment.id, _external=True),
+        "payment_url": absolute_url("web_payments.payment_page", payment_id=payment.id),
         "created_at": payment.created_at,
         "expires_at": payment.expires_at,
         "paid_at": payment.paid_at,

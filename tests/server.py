@@ -86,6 +86,7 @@ class Server:
             PIXWEB_INSTANCE_PATH=str(self.workdir / "instance"),
             PIXWEB_SECRET_KEY=self.secret_key,
             PIXWEB_WEBHOOK_SECRET=self.webhook_secret,
+            PIXWEB_PUBLIC_URL=self.url,
             PYTHONUNBUFFERED="1",
         )
         env.update(self.extra_env)

@@ -10,11 +10,13 @@ import pytest
 
 from pixweb.services import webhooks
 
-# Settings of an app under test in production: secrets strong enough for production.
+# Settings of an app under test in production: secrets strong enough for production and
+# the public address links are built from.
 PRODUCTION: dict[str, Any] = {
     "env": "production",
     "secret_key": "test-secret-key-not-for-production-0123456789",
     "webhook_secret": "test-webhook-secret-0123456789-0123456789",
+    "public_url": "https://pix.example.com",
 }
 
 

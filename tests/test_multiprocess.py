@@ -287,8 +287,8 @@ def pixweb(args: list[str], env: dict[str, str], log: Path) -> Iterator[subproce
 )
 def test_several_workers_refuse_single_process_backends(tmp_path, database, broker, named) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIXWEB_")}
-    env |= {"PIXWEB_ENV": "production", "PIXWEB_SECRET_KEY": PRODUCTION["secret_key"]}
-    env |= {"PIXWEB_WEBHOOK_SECRET": PRODUCTION["webhook_secret"], "PIXWEB_BROKER_URL": broker}
+    env |= {f"PIXWEB_{name.upper()}": value for name, value in PRODUCTION.items()}
+    env["PIXWEB_BROKER_URL"] = broker
     env["PIXWEB_DATABASE_URL"] = database.format(tmp=tmp_path)
     log = tmp_path / "serve.log"
     with pixweb(["serve", "--port", str(free_port()), "--workers", "2"], env, log) as process:
