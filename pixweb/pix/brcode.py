@@ -63,12 +63,40 @@ def crc16(data: bytes) -> str:
     return f"{crc:04X}"
 
 
+# What NFKD leaves outside ASCII but has an obvious ASCII form: typography a description is
+# pasted with (an em dash must not vanish into a double space) and letters that are not an
+# accented base letter.
+_FOLD = str.maketrans(
+    {
+        **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2043\u2212\u2022", "-"),
+        **dict.fromkeys("\u2018\u2019\u201a\u201b\u2032\u00b4\u2039\u203a", "'"),
+        **dict.fromkeys("\u201c\u201d\u201e\u201f\u2033\u00ab\u00bb", '"'),
+        "\u00b0": "o",  # "n°", the degree sign typed for "nº"
+        "\u2044": "/",  # the fraction slash NFKD leaves in "½" -> "1⁄2"
+        "\u00d7": "x",
+        "\u00df": "ss", "\u1e9e": "SS", "\u00e6": "ae", "\u00c6": "AE", "\u0153": "oe",
+        "\u0152": "OE", "\u00f8": "o", "\u00d8": "O", "\u0142": "l", "\u0141": "L",
+        "\u0111": "d", "\u0110": "D", "\u00f0": "d", "\u00d0": "D", "\u00fe": "th",
+        "\u00de": "TH", "\u0131": "i",
+    }
+)  # fmt: skip
+_SPACES = re.compile(r" {2,}")
+
+
 def ascii_text(text: str, limit: int) -> str:
-    """Reduce text to printable ASCII (accents stripped), trimmed and cut to limit characters."""
-    # After NFD an accented letter is the bare letter plus combining marks, which fall outside
-    # printable ASCII and are dropped with every other such character.
-    decomposed = unicodedata.normalize("NFD", text)
-    return "".join(c for c in decomposed if " " <= c <= "~").strip()[:limit]
+    """Fold text to printable ASCII, single-spaced and trimmed, cut to at most limit characters.
+
+    Folding comes first, so the limit counts the characters the code will hold.
+    """
+    # NFKD splits an accented letter into its base and combining marks (dropped below with
+    # everything else outside ASCII) and maps compatibility forms: "ﬁ" -> "fi", "Ａ" -> "A",
+    # "º" -> "o", "…" -> "...", a no-break space -> " ".
+    # The table goes first ("´" would become a space and a mark) and again after ("½" -> "1⁄2").
+    folded = unicodedata.normalize("NFKD", text.translate(_FOLD)).translate(_FOLD)
+    kept = "".join(" " if c.isspace() else c for c in folded if c.isspace() or " " <= c <= "~")
+    # Trimmed before the cut so that leading spaces take no room, and after it so that the
+    # cut leaves no trailing space ("Rio de Janeiro RJ" -> "Rio de Janeiro", not "... ").
+    return _SPACES.sub(" ", kept).strip()[:limit].rstrip()
 
 
 def format_amount(cents: int) -> str:

@@ -162,11 +162,31 @@ def test_crc16_check_value_and_padding() -> None:
     [
         ("São Paulo", 15, "Sao Paulo"),
         ("  Bárbara Pelé  ", 25, "Barbara Pele"),
-        ("Açaí 🍧 Ltda\n", 25, "Acai  Ltda"),
-        ("Straße", 10, "Strae"),
+        ("Açaí 🍧 Ltda\n", 25, "Acai Ltda"),  # what is dropped leaves no double space
+        ("Straße", 10, "Strasse"),
         ("Pindamonhangaba do Norte", 15, "Pindamonhangaba"),
         ("   Pindamonhangaba do Norte", 15, "Pindamonhangaba"),  # trimmed before the cut
         ("😀", 5, ""),
+        # Cut, then trimmed again: no trailing space at the limit.
+        ("Rio de Janeiro RJ", 15, "Rio de Janeiro"),
+        ("Cuiabá das Flores", 11, "Cuiaba das"),
+        ("Padaria Pão de Mel da Vila", 15, "Padaria Pao de"),
+        # Typography folds to its ASCII form rather than vanishing.
+        ("Pedido 42 — açaí", 72, "Pedido 42 - acai"),
+        ("Pedido 42 – 2ª via", 72, "Pedido 42 - 2a via"),
+        ("“Promoção” d’água", 72, '"Promocao" d\'agua'),
+        ("«Ótimo» ‹sim›", 72, "\"Otimo\" 'sim'"),
+        ("Aguarde…", 72, "Aguarde..."),
+        ("Pedido nº 42, n° 43", 72, "Pedido no 42, no 43"),
+        ("½ kg × 2", 72, "1/2 kg x 2"),
+        ("ﬁlé ＡＢＣ", 72, "file ABC"),
+        ("Æsir Œuvre Øre Łódź", 72, "AEsir OEuvre Ore Lodz"),
+        ("R$\u00a010\u2009mil", 72, "R$ 10 mil"),  # no-break and thin spaces are spaces
+        ("linha 1\r\n\tlinha 2", 72, "linha 1 linha 2"),
+        ("a\u200bb\u00adc", 72, "abc"),  # zero-width space, soft hyphen: invisible
+        ("a \x00 b", 72, "a b"),
+        # The limit counts the folded text: "…" takes 3 of the 10.
+        ("Espere… mais", 10, "Espere..."),
     ],
 )
 def test_ascii_text(text: str, limit: int, expected: str) -> None:
@@ -426,12 +446,26 @@ def test_build_decode_round_trip(
     decoded = decode(build(**kwargs))
     assert (decoded.errors, decoded.warnings) == ((), ())
     assert (decoded.name, decoded.city) == (ascii_text(name, 25), ascii_text(city, 15))
+    for value in (decoded.name, decoded.city, decoded.description or "x"):
+        assert value and value == value.strip() and "  " not in value
     assert (decoded.description, decoded.key, decoded.kind) == (text or None, key, "static")
     assert (decoded.amount_cents, decoded.txid) == (amount, txid or "***")
     assert (decoded.postal_code, decoded.point_of_initiation) == (
         postal_code,
         {True: "12", False: "11", None: None}[single_use],
     )
+
+
+@settings(deadline=None)  # timing varies on shared CI machines
+@given(text=st.text(st.characters(exclude_categories=())), limit=st.integers(1, 99))
+@example(text="Rio de Janeiro RJ", limit=15)
+@example(text="Pedido 42 \u2014 a\u00e7a\u00ed", limit=72)
+def test_ascii_text_is_trimmed_single_spaced_printable_ascii(text: str, limit: int) -> None:
+    folded = ascii_text(text, limit)
+    assert len(folded) <= limit
+    assert all(" " <= c <= "~" for c in folded)
+    assert folded == folded.strip() and "  " not in folded
+    assert ascii_text(folded, limit) == folded  # a fixed point: folding twice changes nothing
 
 
 TLV_ALPHABET = st.sampled_from(
