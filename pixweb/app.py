@@ -18,8 +18,9 @@ from quart.sessions import SecureCookieSessionInterface
 from quart_rate_limiter import RateLimiter
 from quart_schema import QuartSchema, RequestSchemaValidationError, conversion
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter, Map
 
-from pixweb import __version__, db, jsonload, observability
+from pixweb import __version__, db, jsonload, observability, validation
 from pixweb.api import accounts as api_accounts
 from pixweb.api import auth as api_auth
 from pixweb.api import errors as api_errors
@@ -100,6 +101,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Quart:
         ws_dashboard.blueprint,
         ws_bank.blueprint,
     )
+    app.url_map.converters.update(int=_IdConverter, bigint=_BigIdConverter)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
     filters.init_app(app)
@@ -143,6 +145,22 @@ class _CachedTypeAdapter:
             return self._build(kind)
         except TypeError:  # an unhashable type: build it each time, as quart-schema does
             return self._uncached(kind)
+
+
+class _IdConverter(IntegerConverter):
+    """`<int:id>`: ASCII digits within an INT column's range, so `/x/<2**70>` is a 404
+    rather than a query that overflows; `<bigint:id>` for BIGINT columns."""
+
+    regex = r"[0-9]{1,19}"
+    maximum = validation.INT_MAX
+
+    def __init__(self, map: Map, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", self.maximum)
+        super().__init__(map, *args, **kwargs)
+
+
+class _BigIdConverter(_IdConverter):
+    maximum = validation.BIGINT_MAX
 
 
 class _SigningOnceSessions(SecureCookieSessionInterface):

@@ -9,12 +9,14 @@ from typing import cast
 
 from quart import current_app, g, request, session
 
+from pixweb import validation
 from pixweb.broker import Broker
 from pixweb.config import Config
 from pixweb.errors import AuthenticationError, ForbiddenError
 from pixweb.metrics import Metrics
 from pixweb.models import Merchant
 from pixweb.services import merchants
+from pixweb.services.merchants import MERCHANT_ID_MAX
 
 CONFIG_KEY = "pixweb.config"
 BROKER_KEY = "pixweb.broker"
@@ -66,8 +68,10 @@ CSRF_HEADER = "X-CSRF-Token"
 
 async def session_merchant() -> Merchant | None:
     """Return the merchant logged in through the session cookie, if any."""
-    merchant_id = session.get(SESSION_MERCHANT)
-    if not isinstance(merchant_id, int):
+    # Only the app signs the cookie, but an id the database cannot hold (or True, an int
+    # to Python) must not reach a query.
+    merchant_id = validation.checked_id(session.get(SESSION_MERCHANT), MERCHANT_ID_MAX)
+    if merchant_id is None:
         return None
     merchant = await Merchant.get_or_none(id=merchant_id)
     if merchant is None or session.get(SESSION_VERSION) != merchant.session_version:

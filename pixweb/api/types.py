@@ -7,12 +7,13 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, Field, WithJsonSchema
 from quart import request
 
-from pixweb import money
+from pixweb import money, validation
 from pixweb.errors import InvalidAmountError, InvalidInputError
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 IDEMPOTENCY_MAX = 255
-DB_ID_MAX = 2**63 - 1  # BIGINT: a larger cursor would overflow the query, not just miss
+# Movement and notification ids: a larger cursor would overflow the query, not just miss.
+DB_ID_MAX = validation.BIGINT_MAX
 
 
 class IdempotencyHeaders(BaseModel):

@@ -16,6 +16,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
+from pixweb import validation
 from pixweb.errors import AuthenticationError, ConflictError, InvalidInputError
 from pixweb.models import Account, Merchant
 from pixweb.pix import brcode, keys
@@ -28,6 +29,7 @@ _EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 _JWT_ALGORITHM = "HS256"
 BAD_CREDENTIALS = "invalid e-mail or password"
 PASSWORD_MIN, PASSWORD_MAX = 8, 256
+MERCHANT_ID_MAX = validation.INT_MAX  # Merchant.id is an IntField
 
 
 def normalize_email(email: str) -> str:
@@ -101,14 +103,23 @@ def issue_token(merchant: Merchant, *, secret: str, ttl_seconds: int) -> str:
 
 
 def _verified_claims(token: str, secret: str) -> tuple[int, float]:
-    """The merchant id and expiry (epoch seconds) of a valid token, or AuthenticationError."""
+    """The merchant id and expiry (epoch seconds) of a valid token, or AuthenticationError.
+
+    The subject must be an id the database can hold: a signed token naming 2**70 is refused
+    here, not left to overflow the query.
+    """
     try:
         claims = jwt.decode(
             token, secret, algorithms=[_JWT_ALGORITHM], options={"require": ["exp", "sub"]}
         )
-        return int(claims["sub"]), float(claims["exp"])
-    except (jwt.InvalidTokenError, ValueError) as exc:
+    except jwt.InvalidTokenError as exc:
         raise AuthenticationError("invalid or expired token") from exc
+    merchant_id = validation.parse_id(claims["sub"], MERCHANT_ID_MAX)
+    if merchant_id is None:
+        raise AuthenticationError("invalid or expired token")
+    # PyJWT checked `exp` is a number in the future; kept as it is (float(10**400) overflows).
+    expires: float = claims["exp"]
+    return merchant_id, expires
 
 
 async def _merchant(merchant_id: int) -> Merchant:
