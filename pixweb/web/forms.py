@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from pixweb import money
 from pixweb.errors import (
     ConflictError,
@@ -14,15 +12,13 @@ from pixweb.errors import (
     UnprocessableError,
 )
 
-_BRL = re.compile(r"^(?:R\$\s*)?(\d{1,3}(?:\.\d{3})*|\d+)(?:,(\d{1,2}))?$")
-
 FIELD_MESSAGES = {
     "name": "Informe um nome com letras ou números (até 100 caracteres).",
     "city": "Informe a cidade (até 60 caracteres).",
     "email": "Informe um e-mail válido.",
     "password": "A senha deve ter de 8 a 256 caracteres.",
     "pix_key": "Chave Pix inválida: use CPF, CNPJ, e-mail, telefone com +55 ou chave aleatória.",
-    "value": "Informe um valor maior que zero, como 10,50 (até R$ 1.000.000,00).",
+    "value": "Informe um valor maior que zero, como 10,50 ou 1.234,56 (até R$ 1.000.000,00).",
     "to_email": "Não há conta com este e-mail.",  # a malformed one is not an account either
     "brcode": "Código Pix inválido.",
     "expires_in": "Escolha uma validade entre 1 minuto e 7 dias.",
@@ -32,22 +28,31 @@ CODE_MESSAGES = {
     "insufficient_funds": "Saldo insuficiente.",
     "conflict": "Operação não permitida no estado atual.",
 }
+CHARGE_STATES = {  # a charge that can no longer be paid, by the status a ConflictError names
+    "paid": "Esta cobrança já foi paga.",
+    "expired": "Esta cobrança expirou.",
+    "cancelled": "Esta cobrança foi cancelada.",
+}
 
 
 def parse_brl(text: str) -> int:
-    """Read "1.234,56", "1234,5" or "R$ 10" as centavos; InvalidAmountError otherwise."""
-    match = _BRL.fullmatch(text.strip())
-    if not match:
-        raise InvalidAmountError("not a BRL amount", fields={"value": "invalid"})
-    whole, cents = match.group(1).replace(".", ""), (match.group(2) or "0").ljust(2, "0")
+    """Read "1.234,56", "1234,5", "10.50" or "R$ 10" as centavos (money.parse_typed_amount)."""
     try:
-        return money.parse_amount(f"{whole}.{cents}")
+        return money.parse_typed_amount(text)
     except InvalidAmountError as exc:
         raise InvalidAmountError(exc.detail, fields={"value": exc.detail}) from exc
 
 
-def messages_for(error: PixwebError) -> dict[str, str]:
-    """Portuguese messages for a domain error: per field, and "" for the form as a whole."""
+def messages_for(error: PixwebError, *, available_cents: int | None = None) -> dict[str, str]:
+    """Portuguese messages for a domain error: per field, and "" for the form as a whole.
+
+    A refused debit is one message for the form, with the balance `available_cents` when
+    given: the amount typed was well formed, so its field has nothing to say.
+    """
+    if error.code == "insufficient_funds":
+        if available_cents is None:
+            return {"": CODE_MESSAGES[error.code]}
+        return {"": f"Saldo insuficiente: disponível {money.format_brl(available_cents)}."}
     fields = error.fields or {}
     messages = {name: FIELD_MESSAGES.get(name, "Valor inválido.") for name in fields}
     if isinstance(error, ConflictError) and "e-mail" in error.detail:
@@ -56,6 +61,8 @@ def messages_for(error: PixwebError) -> dict[str, str]:
         messages["to_email"] = FIELD_MESSAGES["to_email"]
     elif isinstance(error, UnprocessableError) and "to_email" in fields:
         messages["to_email"] = "Não é possível transferir para a sua própria conta."
+    elif isinstance(error, ConflictError) and _charge_state(error.detail) in CHARGE_STATES:
+        messages[""] = CHARGE_STATES[_charge_state(error.detail)]
     elif error.code in CODE_MESSAGES:
         messages[""] = CODE_MESSAGES[error.code]
     elif isinstance(error, UnprocessableError) and "brcode" in fields:
@@ -65,6 +72,12 @@ def messages_for(error: PixwebError) -> dict[str, str]:
     if not messages and isinstance(error, InvalidInputError):
         messages[""] = "Confira os dados do formulário."
     return messages
+
+
+def _charge_state(detail: str) -> str:
+    """The status named by settlement's "payment is <status> and cannot be ..." conflicts."""
+    words = detail.split()
+    return words[2].rstrip(",") if words[:2] == ["payment", "is"] and len(words) > 2 else ""
 
 
 def _brcode_message(detail: str) -> str:
