@@ -198,7 +198,7 @@ async def test_dashboard_on_a_sees_transfer_made_on_b(cluster, http) -> None:
         assert 'data-cents="0"' in sync
         await call(http, b, "/accounts/me/transfers", y_auth, to_email=x_email, value="25.50")
         pushed = await receive_until(socket, lambda m: 'id="balance"' in m)
-        assert 'data-cents="2550"' in pushed and "R$ 25,50" in pushed, pushed
+        assert 'data-cents="2550"' in pushed and "R$\u00a025,50" in pushed, pushed
 
 
 @pytest.mark.services

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from typing import Any
@@ -41,9 +42,13 @@ async def pay_by_form(app: Quart, payer: Merchant, config: Config, code: str) ->
     browser = app.test_client()
     token = await login(browser, payer.email)
     headers = {"HX-Request": "true", "X-CSRF-Token": token}
-    response = await browser.post("/dashboard/pay", form={"brcode": code}, headers=headers)
+    review = await browser.post("/dashboard/pay", form={"brcode": code}, headers=headers)
+    key = re.search(r'name="key" value="(\w+)"', (await review.get_data()).decode())
+    assert review.status_code == 200 and key, "the review step shows the charge first"
+    form = {"brcode": code, "key": key[1], "step": "confirm"}
+    response = await browser.post("/dashboard/pay", form=form, headers=headers)
     html = (await response.get_data()).decode()
-    assert response.status_code == 200 and "R$ 10,00" in html, html
+    assert response.status_code == 200 and "R$\u00a010,00" in html, html
 
 
 async def assert_balances_are_their_movements(*merchants: Merchant) -> None:

@@ -93,7 +93,7 @@ async def test_connect_resyncs_the_whole_state_out_of_band(
         for element in ("balance", "movements-list", "charges-list", "notifications", "pix-chart"):
             assert f'id="{element}"' in resync
         assert resync.count('hx-swap-oob="true"') == 5
-        assert ">R$ 10,00</p>" in resync and 'data-kind="deposito"' in resync
+        assert ">R$\u00a010,00</p>" in resync and 'data-kind="deposito"' in resync
         assert f'id="charge-{charge["id"]}" data-status="pending"' in resync
         assert 'id="unread-count">1<' in resync and "<svg" in resync
         await nothing_more(socket)
@@ -110,11 +110,12 @@ async def test_a_transfer_received_pushes_balance_movement_toast_and_unread_coun
             logged_in, "/accounts/me/transfers", theirs, value="25.00", to_email="loja@example.com"
         )
         html = await receive(socket)
-        assert 'id="balance" class="balance" data-cents="2500" hx-swap-oob="true">R$ 25,00<' in html
+        balance = 'id="balance" class="balance" data-cents="2500" hx-swap-oob="true">R$\u00a025,00<'
+        assert balance in html
         assert 'hx-swap-oob="afterbegin:#movements-list"' in html
         assert 'data-kind="transferencia_recebida"' in html and "<b>" not in html  # escaped
         assert 'hx-swap-oob="afterbegin:#toasts"' in html
-        assert "Você recebeu R$ 25,00 de Bar &lt;b&gt;do Zé&lt;/b&gt;" in html
+        assert "Você recebeu R$\u00a025,00 de Bar &lt;b&gt;do Zé&lt;/b&gt;" in html
         assert 'id="unread-count" hx-swap-oob="true">1<' in html
         assert 'hx-swap-oob="afterbegin:#notifications-list"' in html
         assert 'id="announce"' not in html  # only a Pix received is announced
@@ -129,12 +130,12 @@ async def test_a_charge_is_listed_then_announced_and_marked_paid(
         row = await receive(socket)
         assert row.lstrip().startswith('<div hx-swap-oob="afterbegin:#charges-list">')
         assert f'id="charge-{charge["id"]}" data-status="pending"' in row
-        assert "R$ 12,50 · &lt;i&gt;" in row and "<i>" not in row
+        assert "R$\u00a012,50 · &lt;i&gt;" in row and "<i>" not in row
         await confirm(logged_in, sign, charge)
         pix = await receive(socket)
         assert 'id="announce"' in pix and 'data-speak="Pix recebido: 12 reais e 50 centavos"' in pix
-        assert 'id="pix-chart" class="chart" hx-swap-oob="true"' in pix and "R$ 12,50" in pix
-        assert 'data-kind="pix_recebido"' in pix and ">R$ 12,50</p>" in pix
+        assert 'id="pix-chart" class="chart" hx-swap-oob="true"' in pix and "R$\u00a012,50" in pix
+        assert 'data-kind="pix_recebido"' in pix and ">R$\u00a012,50</p>" in pix
         paid = await receive(socket)
         assert f'id="charge-{charge["id"]}" data-status="paid" hx-swap-oob="true"' in paid
         await nothing_more(socket)
@@ -223,7 +224,7 @@ async def test_another_merchants_events_never_reach_this_dashboard(
             await receive(payer)
         await post(logged_in, "/accounts/me/withdrawals", theirs, value="1.00")
         seen = [await receive(their_socket) for _ in range(7)]
-        assert "R$ 50,00" in seen[0] and "data-speak" in "".join(seen)
+        assert "R$\u00a050,00" in seen[0] and "data-speak" in "".join(seen)
         await nothing_more(their_socket)
         await nothing_more(mine, 0.3)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,11 +14,25 @@ from pixweb import money
 from pixweb.deps import CSRF_FIELD, csrf_token
 
 BRAZIL = ZoneInfo("America/Sao_Paulo")
+NBSP = "\u00a0"
+_CURRENCY_SPACE = re.compile(r"R\$ (?=-?[0-9])")
+_CHARGE_REFERENCE = re.compile(r"payment:([0-9a-f-]{36})")
 
 
 def brl(cents: int) -> str:
-    """Centavos as "R$ 1.234,56"."""
-    return money.format_brl(cents)
+    """Centavos as "R$ 1.234,56", with a no-break space: "R$" never wraps away from its number."""
+    return money.format_brl(cents).replace("R$ ", "R$" + NBSP)
+
+
+def money_text(text: str) -> str:
+    """A sentence with amounts in it ("Você recebeu R$ 10,00"), its "R$" kept with each number."""
+    return _CURRENCY_SPACE.sub("R$" + NBSP, str(text))
+
+
+def charge_id(reference: str | None) -> str | None:
+    """The charge a movement settled ("payment:<id>" references), else None."""
+    match = _CHARGE_REFERENCE.fullmatch(reference or "")
+    return match.group(1) if match else None
 
 
 def local_time(moment: datetime) -> str:
@@ -60,6 +75,8 @@ def ws_path(endpoint: str, **values: Any) -> str:
 def init_app(app: Quart) -> None:
     """Register the filters and globals on the app's Jinja environment."""
     app.add_template_filter(brl)
+    app.add_template_filter(money_text)
+    app.add_template_filter(charge_id)
     app.add_template_filter(local_time)
     app.add_template_global(ws_path)
     app.add_template_global(csrf_token)

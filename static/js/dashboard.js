@@ -1,4 +1,5 @@
-// Dashboard behaviour: connection indicator, toasts, and the Pix "speaker" (sound + voice).
+// Dashboard behaviour: connection indicator, toasts, copy buttons, and the Pix "speaker"
+// (sound + voice). No handler lives in the markup: the pages' CSP refuses inline scripts.
 (function () {
   "use strict";
 
@@ -55,6 +56,42 @@
       setTimeout(function () { toast.remove(); }, TOAST_MS);
     });
   }
+
+  function copy(button) {
+    var text = button.dataset.copy;
+    var note = button.closest(".created").querySelector(".copied");
+    var done = function () {
+      note.textContent = button.dataset.copied || "Copiado!";
+      note.hidden = false;
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(done, function () { if (copyBySelection(text)) done(); });
+    } else if (copyBySelection(text)) {
+      done();
+    }
+  }
+
+  // Without the clipboard API (plain http on another host than localhost).
+  function copyBySelection(text) {
+    var area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.className = "visually-hidden";
+    document.body.appendChild(area);
+    area.select();
+    var copied = false;
+    try { copied = document.execCommand("copy"); } catch (error) { copied = false; }
+    area.remove();
+    return copied;
+  }
+
+  // Delegated: the buttons arrive in swapped form partials.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-copy]");
+    if (button) { copy(button); return; }
+    var toast = event.target.closest("#toasts .toast");
+    if (toast) toast.remove();
+  });
 
   document.addEventListener("htmx:wsOpen", function () { setConnection(true); });
   document.addEventListener("htmx:wsClose", function () { setConnection(false); });

@@ -29,7 +29,7 @@ async def test_page_shows_amount_merchant_qr_code_and_live_wiring(
     response = await client.get(f"/payments/pix/{payment['id']}")
     assert response.status_code == 200
     html = (await response.get_data()).decode()
-    assert "R$ 1.234,56" in html
+    assert "R$\u00a01.234,56" in html  # a no-break space: "R$" never wraps alone
     assert "Padaria São João" in html and "Bolo de fubá" in html
     assert payment["brcode"] in html
     assert "<svg" in html and 'data-status="pending"' in html
