@@ -240,7 +240,7 @@ def _init_error_handlers(app: Quart) -> None:
 
     @app.errorhandler(Exception)
     async def unexpected_error(error: Exception) -> Any:
-        response = api_errors.handle_unexpected_error(error)
+        response = api_errors.handle_unexpected_error(error, observability.request_id())
         if _wants_html():
             return await web_errors.error_page(500)
         return response

@@ -7,12 +7,27 @@ import logging
 import time
 import uuid
 
-from quart import Quart, Response, g, request
+from quart import Quart, Response, g, has_request_context, request, websocket
 
 from pixweb.deps import get_metrics
 
 REQUEST_ID_HEADER = "X-Request-ID"
 log = logging.getLogger("pixweb.access")
+
+
+def request_id() -> str:
+    """The id of the current request or socket, the same for all who ask: its response
+    header, its log lines, a 500's body. Made on first use, so a failure before this
+    module's hook ran (another hook's) is still told and logged under one id."""
+    current: str | None = g.get("request_id")
+    if current is None:
+        incoming = (request if has_request_context() else websocket).headers.get(
+            REQUEST_ID_HEADER, ""
+        )
+        # Keep a caller's id when it looks like one; never log arbitrary header text.
+        ok = 0 < len(incoming) <= 64 and incoming.isascii() and incoming.replace("-", "").isalnum()
+        current = g.request_id = incoming if ok else uuid.uuid4().hex
+    return current
 
 
 def init_app(app: Quart, *, json_logs: bool) -> None:
@@ -26,23 +41,23 @@ def init_app(app: Quart, *, json_logs: bool) -> None:
 
     @app.before_request
     async def start() -> None:
-        incoming = request.headers.get(REQUEST_ID_HEADER, "")
-        # Keep a caller's id when it looks like one; never log arbitrary header text.
-        ok = 0 < len(incoming) <= 64 and incoming.replace("-", "").isalnum()
-        g.request_id = incoming if ok else uuid.uuid4().hex
+        request_id()
         g.started = time.perf_counter()
+
+    @app.before_websocket
+    async def start_socket() -> None:
+        request_id()
 
     @app.after_request
     async def finish(response: Response) -> Response:
         route = request.url_rule.rule if request.url_rule else "unmatched"
         get_metrics().requests.labels(request.method, route, str(response.status_code)).inc()
-        request_id = g.get("request_id", "")
-        response.headers[REQUEST_ID_HEADER] = request_id
+        response.headers[REQUEST_ID_HEADER] = request_id()
         if json_logs:
             log.info(
                 json.dumps(
                     {
-                        "request_id": request_id,
+                        "request_id": request_id(),
                         "method": request.method,
                         "path": request.path,
                         "route": route,

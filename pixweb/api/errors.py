@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Any
 
 from pydantic import ValidationError
@@ -92,8 +91,12 @@ def handle_http_error(error: HTTPException) -> Response:
     return error_response(status, code, error.description or code)
 
 
-def handle_unexpected_error(error: Exception) -> Response:
-    """Log the traceback with a request id; tell the client only the id."""
-    request_id = uuid.uuid4().hex
-    log.exception("unhandled error, request id %s", request_id, exc_info=error)
+def handle_unexpected_error(error: Exception, request_id: str) -> Response:
+    """Log the traceback under the request's id; tell the client only the id."""
+    log.error(
+        "unhandled error, request id %s",
+        request_id,
+        exc_info=error,
+        extra={"request_id": request_id},
+    )
     return error_response(500, "internal_error", f"unexpected error (request id {request_id})")
