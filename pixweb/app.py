@@ -15,12 +15,11 @@ from itsdangerous import URLSafeTimedSerializer
 from quart import Quart, Response, current_app, request
 from quart.json.provider import DefaultJSONProvider
 from quart.sessions import SecureCookieSessionInterface
-from quart_rate_limiter import RateLimiter
 from quart_schema import QuartSchema, RequestSchemaValidationError, conversion
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter, Map
 
-from pixweb import __version__, db, jsonload, observability, validation
+from pixweb import __version__, db, jsonload, observability, throttle, validation
 from pixweb.api import accounts as api_accounts
 from pixweb.api import auth as api_auth
 from pixweb.api import errors as api_errors
@@ -78,7 +77,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Quart:
     app.json = _strict_json_provider(app)
     _reuse_type_adapters()
     app.session_interface = _SigningOnceSessions()
-    RateLimiter(app)
+    throttle.init_app(app, config)
     broker = make_broker(config.broker_url)
     app.extensions[CONFIG_KEY] = config
     app.extensions[BROKER_KEY] = broker

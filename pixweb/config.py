@@ -12,12 +12,13 @@ import os
 import re
 import secrets
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 ENVIRONMENTS = ("development", "production")
 MIGRATIONS_MODULE = "migrations"
 # Development without PIXWEB_PUBLIC_URL, asked from a non-loopback Host: `pixweb run`'s address.
@@ -40,6 +41,12 @@ class Config:
     # Where payers and PSPs reach pixweb (scheme://host[:port]): every absolute link is built
     # from it, never from the request's Host header, which the client chooses.
     public_url: str = ""
+    # Proxies whose X-Forwarded-For is believed (IPs or CIDRs); from anyone else the peer's
+    # own address is the client's, whatever the header says.
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    # Login and sign-up attempts per minute per client address, and per ten minutes per
+    # account tried (0: no limit, for load tests).
+    auth_rate_limit: int = 10
     instance_path: str = "instance"
     token_ttl_seconds: int = 3600
     testing: bool = False
@@ -84,7 +91,10 @@ def load_config(
         if name not in {f.name for f in fields(Config)}:
             raise ConfigError(f"unknown setting {key!r}")
         values[name] = value
+    values["trusted_proxies"] = _networks(values.get("trusted_proxies", ()))
     config = Config(**values)
+    if config.auth_rate_limit < 0:
+        raise ConfigError("PIXWEB_AUTH_RATE_LIMIT must be 0 (no limit) or more")
     if config.env not in ENVIRONMENTS:
         raise ConfigError(
             f"PIXWEB_ENV must be one of {', '.join(ENVIRONMENTS)}, not {config.env!r}"
@@ -92,8 +102,22 @@ def load_config(
     return _with_public_url(_with_secrets(config))
 
 
+def _networks(given: str | Iterable[str | IPNetwork]) -> tuple[IPNetwork, ...]:
+    """Parse trusted proxies: IPs or CIDRs, separated by commas or spaces."""
+    items = given.replace(",", " ").split() if isinstance(given, str) else given
+    networks = []
+    for item in items:
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError as exc:
+            raise ConfigError(
+                f"PIXWEB_TRUSTED_PROXIES: {str(item)!r} is not an IP address or CIDR network"
+            ) from exc
+    return tuple(networks)
+
+
 def _coerce(name: str, raw: str) -> Any:
-    if name == "token_ttl_seconds":
+    if name in {"token_ttl_seconds", "auth_rate_limit"}:
         try:
             return int(raw)
         except ValueError as exc:

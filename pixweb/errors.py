@@ -78,3 +78,13 @@ class UnprocessableError(PixwebError):
     """Well-formed input that the business rules refuse (HTTP 422)."""
 
     code = "unprocessable"
+
+
+class RateLimitedError(PixwebError):
+    """Too many attempts: the client may try again after `retry_after` seconds (HTTP 429)."""
+
+    code = "rate_limited"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after

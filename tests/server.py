@@ -87,6 +87,8 @@ class Server:
             PIXWEB_SECRET_KEY=self.secret_key,
             PIXWEB_WEBHOOK_SECRET=self.webhook_secret,
             PIXWEB_PUBLIC_URL=self.url,
+            # Every test and benchmark client signs up and logs in from 127.0.0.1.
+            PIXWEB_AUTH_RATE_LIMIT="1000",
             PYTHONUNBUFFERED="1",
         )
         env.update(self.extra_env)

@@ -8,6 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint
 from quart_schema import tag, validate_request, validate_response
 
+from pixweb import throttle
+from pixweb.api.openapi import errors
 from pixweb.deps import get_config
 from pixweb.models import Merchant
 from pixweb.services import merchants
@@ -60,20 +62,24 @@ class TokenOut(BaseModel):
 
 @blueprint.post("/auth/register")
 @tag(["auth"])
+@errors(409, 429)
 @validate_request(RegisterIn)
 @validate_response(MerchantOut, 201)
 async def register(data: RegisterIn) -> tuple[MerchantOut, int]:
     """Create a merchant account."""
+    await throttle.count_attempt()
     merchant = await merchants.register_merchant(**data.model_dump())
     return MerchantOut.of(merchant), 201
 
 
 @blueprint.post("/auth/login")
 @tag(["auth"])
+@errors(401, 429)
 @validate_request(LoginIn)
 @validate_response(TokenOut, 200)
 async def login(data: LoginIn) -> TokenOut:
     """Exchange e-mail and password for a bearer token."""
+    await throttle.count_attempt(data.email)
     merchant = await merchants.authenticate(data.email, data.password)
     ttl = get_config().token_ttl_seconds
     token = merchants.issue_token(merchant, secret=get_config().secret_key, ttl_seconds=ttl)

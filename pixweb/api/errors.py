@@ -17,6 +17,7 @@ from pixweb.errors import (
     InvalidInputError,
     NotFoundError,
     PixwebError,
+    RateLimitedError,
     UnprocessableError,
 )
 from pixweb.jsonload import TooDeepError
@@ -30,27 +31,38 @@ STATUS: dict[type[PixwebError], int] = {
     NotFoundError: 404,
     ConflictError: 409,
     UnprocessableError: 422,
+    RateLimitedError: 429,
 }
 
 
 def error_response(
-    status: int, code: str, detail: str, fields: dict[str, Any] | None = None
+    status: int,
+    code: str,
+    detail: str,
+    fields: dict[str, Any] | None = None,
+    *,
+    retry_after: int | None = None,
 ) -> Response:
     """Build the JSON error body every API route answers with."""
     body: dict[str, Any] = {"error": code, "detail": detail}
     if fields:
         body["fields"] = fields
+    if retry_after is not None:
+        body["retry_after"] = retry_after
     response = jsonify(body)
     response.status_code = status
     if status == 401:
         response.headers["WWW-Authenticate"] = "Bearer"
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
     return response
 
 
 def handle_pixweb_error(error: PixwebError) -> Response:
     """Map a domain error to its status by the nearest class in STATUS."""
     status = next((s for cls, s in STATUS.items() if isinstance(error, cls)), 400)
-    return error_response(status, error.code, error.detail, error.fields)
+    retry_after = error.retry_after if isinstance(error, RateLimitedError) else None
+    return error_response(status, error.code, error.detail, error.fields, retry_after=retry_after)
 
 
 # pydantic error types meaning the body (or query) itself is not an object.

@@ -1,16 +1,17 @@
-"""Login, logout and sign-up pages: a session cookie, CSRF on every form, login rate-limited."""
+"""Login, logout and sign-up pages: a session cookie, CSRF on every form, attempts throttled
+(per address and per account, shared with the API: see throttle.py)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from typing import Any
 
 from quart import Blueprint, redirect, render_template, request, session, url_for
-from quart_rate_limiter import rate_limit
 from quart_schema import hide
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from pixweb import throttle
 from pixweb.deps import SESSION_MERCHANT, SESSION_VERSION, check_csrf, session_merchant
-from pixweb.errors import AuthenticationError, PixwebError
+from pixweb.errors import AuthenticationError, PixwebError, RateLimitedError
 from pixweb.models import Merchant
 from pixweb.services import merchants
 from pixweb.web.forms import messages_for
@@ -19,6 +20,15 @@ blueprint = Blueprint("web_auth", __name__)
 blueprint.before_request(check_csrf)
 
 REGISTER_FIELDS = ("name", "email", "password", "city", "pix_key")
+Page = tuple[str, int] | tuple[str, int, dict[str, str]]
+
+
+async def _refused(template: str, error: RateLimitedError, form: dict[str, Any]) -> Page:
+    """The form again, 429, saying how long to wait."""
+    wait = f"{error.retry_after} segundo" + ("" if error.retry_after == 1 else "s")
+    message = f"Muitas tentativas. Aguarde {wait} e tente de novo."
+    page = await render_template(template, errors={"": message}, form=form)
+    return page, 429, {"Retry-After": str(error.retry_after)}
 
 
 def _start_session(merchant: Merchant) -> WerkzeugResponse:
@@ -40,17 +50,20 @@ async def login_page() -> str | WerkzeugResponse:
 
 @blueprint.post("/login")
 @hide
-@rate_limit(5, timedelta(minutes=1))
-async def login() -> tuple[str, int] | WerkzeugResponse:
+async def login() -> Page | WerkzeugResponse:
     """Check e-mail and password; one message for every failure."""
     form = await request.form
+    email = form.get("email", "")
     try:
-        merchant = await merchants.authenticate(form.get("email", ""), form.get("password", ""))
+        await throttle.count_attempt(email)
+        merchant = await merchants.authenticate(email, form.get("password", ""))
+    except RateLimitedError as error:
+        return await _refused("pages/login.html", error, {"email": email})
     except AuthenticationError:
         page = await render_template(
             "pages/login.html",
             errors={"": "E-mail ou senha inválidos."},
-            form={"email": form.get("email", "")},
+            form={"email": email},
         )
         return page, 422
     return _start_session(merchant)
@@ -75,14 +88,16 @@ async def register_page() -> str:
 
 @blueprint.post("/register")
 @hide
-@rate_limit(5, timedelta(minutes=1))
-async def register() -> tuple[str, int] | WerkzeugResponse:
+async def register() -> Page | WerkzeugResponse:
     """Create the merchant and log it in."""
     form = {name: (await request.form).get(name, "") for name in REGISTER_FIELDS}
+    shown = {k: v for k, v in form.items() if k != "password"}
     try:
+        await throttle.count_attempt()
         merchant = await merchants.register_merchant(**form)
+    except RateLimitedError as error:
+        return await _refused("pages/register.html", error, shown)
     except PixwebError as error:
-        shown = {k: v for k, v in form.items() if k != "password"}
         page = await render_template("pages/register.html", errors=messages_for(error), form=shown)
         return page, 422
     return _start_session(merchant)
