@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
+import socket
 import sys
+import threading
+import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -18,6 +23,8 @@ from pixweb.pix import brcode
 
 T = TypeVar("T")
 DEMO_EMAIL = "demo@pixweb.local"
+DEMO_FILE = "demo-merchant.txt"  # in the instance folder, readable by its owner only
+READY_TIMEOUT = 30.0
 
 
 @click.group()
@@ -55,10 +62,24 @@ def migrate() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
 def run(host: str, port: int) -> None:
-    """Development server: creates a demo merchant when there is none."""
-    if load_config().production:
+    """Development server: creates a demo merchant when there is none.
+
+    Its e-mail and password are kept in instance/demo-merchant.txt and printed once the
+    server listens, after hypercorn's start-up lines, on every start: the request log
+    scrolled them away when they were printed first, and only once.
+    """
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if config.production:
         raise click.ClickException("`pixweb run` is for development; use `pixweb serve`")
-    _with_database(_ensure_demo_merchant)
+    demo = Path(config.instance_path) / DEMO_FILE
+    kept = _read_kept(demo)
+    credentials, created = _with_database(lambda: _demo_merchant(kept))
+    if created and credentials is not None:
+        _keep(demo, credentials)
+    _announce_when_listening(host, port, _banner(host, port, demo, credentials))
     _serve(host, port, workers=1)
 
 
@@ -83,12 +104,26 @@ def _serve(host: str, port: int, *, workers: int) -> None:
     serving.serve(config, host, port, workers=workers)
 
 
-async def _ensure_demo_merchant() -> None:
+Credentials = tuple[str, str]  # e-mail, password
+
+
+async def _demo_merchant(kept: Credentials | None) -> tuple[Credentials | None, bool]:
+    """The demo merchant's credentials, and whether it was just made (with the first merchant).
+
+    When merchants exist: the kept credentials if they still log in, else None.
+    """
+    from pixweb.errors import AuthenticationError
     from pixweb.models import Merchant
     from pixweb.services import merchants
 
     if await Merchant.exists():
-        return
+        if kept is None:
+            return None, False
+        try:
+            await merchants.authenticate(*kept)
+        except AuthenticationError:
+            return None, False
+        return kept, False
     password = secrets.token_urlsafe(12)
     await merchants.register_merchant(
         name="Loja Demonstração",
@@ -97,7 +132,57 @@ async def _ensure_demo_merchant() -> None:
         city="São Paulo",
         pix_key="123e4567-e89b-42d3-a456-426614174000",
     )
-    click.echo(f"demo merchant created: e-mail {DEMO_EMAIL}  password {password}")
+    return (DEMO_EMAIL, password), True
+
+
+def _read_kept(path: Path) -> Credentials | None:
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    fields = dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
+    if "e-mail" not in fields or "password" not in fields:
+        return None
+    return fields["e-mail"], fields["password"]
+
+
+def _keep(path: Path, credentials: Credentials) -> None:
+    """Write the credentials for the developer, readable by the file's owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as kept:
+        os.fchmod(kept.fileno(), 0o600)  # also when the file was there before, wider
+        kept.write("e-mail: {}\npassword: {}\n".format(*credentials))
+
+
+def _banner(host: str, port: int, path: Path, credentials: Credentials | None) -> str:
+    rule = "-" * 64
+    lines = [rule, f"pixweb is ready: http://{host}:{port}/"]
+    if credentials is None:
+        lines.append(f"demo merchant: none kept in {path} (create one: pixweb merchant create)")
+    else:
+        email, password = credentials
+        lines += [f"demo merchant: e-mail {email}  password {password}", f"(kept in {path})"]
+    return "\n".join([*lines, rule])
+
+
+def _announce_when_listening(host: str, port: int, banner: str) -> None:
+    """Print `banner` once the server accepts connections, after its own start-up lines."""
+
+    def wait_then_print() -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection((host, port), timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            return
+        time.sleep(0.2)  # hypercorn logs "Running on" just after it listens
+        click.echo(banner)
+
+    threading.Thread(target=wait_then_print, name="announce", daemon=True).start()
 
 
 @main.group()

@@ -5,14 +5,19 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
+import signal
+import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from quart.typing import TestClientProtocol as Client
 
 from pixweb.pix import brcode
+from tests.server import free_port
 from tests.support import need
 
 BCB_EXAMPLE = (
@@ -110,3 +115,72 @@ async def test_created_code_scans_with_an_independent_reader(
     assert decoded.errors == () and decoded.warnings == ()
     assert decoded.amount == "1234.56"
     assert decoded.txid == payment["bank_payment_id"]
+
+
+def _run_until_ready(env: dict[str, str], log: Path) -> str:
+    """`pixweb run` until its ready banner; return everything it printed, then stop it."""
+    port = free_port()
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pixweb.cli", "run", "--port", str(port)],
+            env={**env, "PYTHONUNBUFFERED": "1"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and process.poll() is None:
+            text = log.read_text()
+            if text.rstrip().endswith("-" * 64) and "pixweb is ready" in text:
+                return text
+            time.sleep(0.1)
+        raise AssertionError(f"no ready banner:\n{log.read_text()}")
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=15)
+
+
+def _logs_in(env: dict[str, str], email: str, password: str) -> bool:
+    async def check() -> bool:
+        from pixweb import db
+        from pixweb.errors import AuthenticationError
+        from pixweb.services import merchants
+
+        await db.open_database(env["PIXWEB_DATABASE_URL"])
+        try:
+            await merchants.authenticate(email, password)
+        except AuthenticationError:
+            return False
+        finally:
+            await db.close_database()
+        return True
+
+    return asyncio.run(check())
+
+
+def test_run_prints_the_demo_password_last_and_keeps_it_for_the_next_start(tmp_path: Path) -> None:
+    instance = tmp_path / "instance"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIXWEB_")}
+    env |= {
+        "PIXWEB_DATABASE_URL": f"sqlite://{tmp_path / 'run.sqlite3'}",
+        "PIXWEB_INSTANCE_PATH": str(instance),
+    }
+    assert pixweb("migrate", env=env).returncode == 0
+    first = _run_until_ready(env, tmp_path / "first.log")
+    # After hypercorn's own start-up lines, as the last thing printed.
+    assert first.index("Running on") < first.index("pixweb is ready")
+    password = re.search(r"e-mail demo@pixweb\.local  password (\S+)", first)
+    assert password, first
+    kept = instance / "demo-merchant.txt"
+    assert kept.read_text() == f"e-mail: demo@pixweb.local\npassword: {password[1]}\n"
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert _logs_in(env, "demo@pixweb.local", password[1])
+
+    again = _run_until_ready(env, tmp_path / "again.log")  # shown again, not made again
+    assert f"password {password[1]}" in again
+
+    kept.write_text("e-mail: demo@pixweb.local\npassword: not-the-password\n")
+    stale = _run_until_ready(env, tmp_path / "stale.log")  # never a password that fails
+    assert "not-the-password" not in stale and "demo merchant: none kept" in stale
