@@ -35,8 +35,9 @@ class Config:
 
     env: str = "development"
     database_url: str = "sqlite://instance/pixweb.sqlite3"
-    secret_key: str = ""
-    webhook_secret: str = ""
+    # Kept out of repr: a logged or printed Config must not carry them.
+    secret_key: str = field(default="", repr=False)
+    webhook_secret: str = field(default="", repr=False)
     broker_url: str = "memory://"
     # Where payers and PSPs reach pixweb (scheme://host[:port]): every absolute link is built
     # from it, never from the request's Host header, which the client chooses.

@@ -36,6 +36,7 @@ def test_production_with_explicit_secrets_starts() -> None:
     config = load_config(environ=environ)
     assert (config.secret_key, config.webhook_secret) == (STRONG, STRONG_WEBHOOK)
     assert config.public_url == "https://pix.example.com"
+    assert STRONG not in repr(config) and STRONG_WEBHOOK not in repr(config)
 
 
 @pytest.mark.parametrize(
