@@ -277,3 +277,30 @@ def test_the_memory_backend_never_imports_redis() -> None:
         "assert 'redis' not in sys.modules, 'redis imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+class TestPagesOpenedWhileRedisIsDown:
+    """A payer page opened during an outage gets its current state, then 1013 (htmx and API
+    clients reconnect), never a torn-down socket and a traceback."""
+
+    @pytest.fixture
+    def app_overrides(self) -> dict[str, Any]:
+        _redis_broker_class()
+        return {"broker_url": UNREACHABLE}
+
+    @pytest.mark.parametrize("query", ["", "?format=json"])
+    async def test_state_then_1013(
+        self, client: Any, auth: dict[str, str], caplog: pytest.LogCaptureFixture, query: str
+    ) -> None:
+        from quart.testing.connections import WebsocketDisconnectError
+
+        response = await client.post("/payments/pix", json={"value": "10.00"}, headers=auth)
+        assert response.status_code == 201  # the charge stands; its event is counted lost
+        payment = await response.get_json()
+        async with client.websocket(f"/ws/payments/{payment['id']}{query}") as page:
+            assert "pending" in await asyncio.wait_for(page.receive(), 5)
+            with pytest.raises(WebsocketDisconnectError) as closed:
+                await asyncio.wait_for(page.receive(), 5)
+        assert closed.value.args[0] == 1013
+        tracebacks = [r.getMessage() for r in caplog.records if r.exc_info]
+        assert not tracebacks

@@ -9,7 +9,7 @@ full, the subscription is *dropped*: its iterator raises `SubscriptionLaggedErro
 the socket behind it closes, so the client reconnects and resyncs the current state
 from the database. Dropping the oldest message instead would silently lose a state
 change; disconnecting makes the loss visible and self-healing. A backend that may have
-missed events for another reason (a lost Redis connection) raises the subclass
+missed events for another reason (a lost or stalled Redis) raises the subclass
 `SubscriptionInterruptedError`, so callers handle both with one `except`.
 
 Publishing happens after the database commit: the state change stands whatever the

@@ -5,18 +5,32 @@ dedicated connection: a channel is SUBSCRIBEd when it gets its first local subsc
 UNSUBSCRIBEd when its last leaves; one reader task decodes each message once and fans it out
 to the local bounded queues (`Subscriber`, with MemoryBroker's drop-when-full policy).
 
-Outages. Pub/sub has no replay, so whoever may have missed an event must resync. When the
-connection is lost (or an idle one stops answering PING), every confirmed local subscription
-raises `SubscriptionInterruptedError` (the socket closes with 1013; the browser reconnects and
-reads the current state from the database), and the reader reconnects with backoff,
-re-subscribing the channels that still have local subscribers.
+Outages. Pub/sub has no replay, so whoever may have missed an event must resync. A Redis
+that is killed closes its connections; one that is stalled (frozen, swapping, partitioned)
+answers nothing and only deadlines notice it, so both are handled by deadlines:
+
+- Subscriptions. When the connection is lost, or stops answering (the reader PINGs it after
+  `probe_interval` of silence and gives up `probe_timeout` later: a stall is noticed within
+  ~2.5 s), every confirmed local subscription raises `SubscriptionInterruptedError` (the
+  socket closes with 1013; the browser reconnects and reads the current state from the
+  database), and the reader reconnects with backoff, re-subscribing the channels that still
+  have local subscribers.
+- Publishing. `publish()` waits at most `publish_timeout` (0.5 s, a pooled connection
+  included; no extra round trip when healthy). A failure is logged and counted
+  (`publish_failures`), never raised, and pauses publishing: until Redis answers a PING again
+  (tried every 0.2 s), publishes fail at once, so a confirmation that publishes a few events
+  keeps the bank waiting 0.5 s at most, not 0.5 s per event.
+- Nothing is lost silently. A stall shorter than the subscribers' deadline goes unnoticed by
+  them, yet a publish in it may have failed. So the broker remembers each channel whose event
+  failed, and once Redis answers it publishes a resync marker there; every process's reader
+  interrupts that channel's subscriptions that were listening before the failure (they
+  resync), and hands the marker to nobody.
 
 `subscribe()` never raises for an outage and returns within `timeout`: it registers locally
 (so it works while Redis is down) and waits for Redis to confirm the SUBSCRIBE, since only
 then are the channel's events guaranteed and may the caller read the state they update.
 Unconfirmed in time, the subscription comes back already interrupted: its first `anext()`
-raises `SubscriptionInterruptedError`, the failure path callers handle anyway. `publish()`
-returns within `timeout` and logs and counts an outage (`publish_failures`), never raises it.
+raises `SubscriptionInterruptedError`, the failure path callers handle anyway.
 """
 
 from __future__ import annotations
@@ -24,6 +38,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -40,17 +56,25 @@ from pixweb.broker.base import Counters, Event, Subscriber, SubscriptionInterrup
 
 logger = logging.getLogger(__name__)
 
-TIMEOUT = 2.0  # seconds for a connect, a PUBLISH, a SUBSCRIBE confirmation
+TIMEOUT = 2.0  # seconds for a connect, a SUBSCRIBE confirmation, a readiness PING
+PUBLISH_TIMEOUT = 0.5  # seconds for a PUBLISH, getting a connection included
 PUBLISH_CONNECTIONS = 4  # per process; PUBLISH is one quick round trip
-PROBE_INTERVAL = 15.0  # an idle subscription connection is PINGed this often
-FIRST_DELAY, MAX_DELAY = 0.1, 5.0  # reconnect backoff, doubling
+PROBE_INTERVAL = 1.0  # a silent subscription connection is PINGed after this long...
+PROBE_TIMEOUT = 1.5  # ...and given up this long after the PING if still silent
+RESUME_INTERVAL = 0.2  # while publishing is paused, PING this often to resume it
+FIRST_DELAY, MAX_DELAY = 0.1, 2.0  # reconnect backoff, doubling
+RESYNC = "broker.resync"  # the marker's type: never delivered to subscribers
+RESYNC_SKEW = 1.0  # seconds of clock difference between processes a marker tolerates
+MAX_LOST_CHANNELS = 10_000  # channels remembered for a resync marker during one outage
 
 
 class _Channel:
     __slots__ = ("subscribers", "confirmed")
 
     def __init__(self) -> None:
-        self.subscribers: set[Subscriber] = set()
+        # Each local subscriber, and since when (epoch seconds) it has been listening for
+        # sure: its subscription confirmed. Infinity until then.
+        self.subscribers: dict[Subscriber, float] = {}
         self.confirmed = asyncio.Event()  # SUBSCRIBE acknowledged on the current connection
 
 
@@ -63,7 +87,9 @@ class RedisBroker(Counters):
         *,
         channel_prefix: str = "pixweb:",
         timeout: float = TIMEOUT,
+        publish_timeout: float = PUBLISH_TIMEOUT,
         probe_interval: float = PROBE_INTERVAL,
+        probe_timeout: float = PROBE_TIMEOUT,
         client_name: str = "pixweb-broker",
     ) -> None:
         # Lazy: nothing connects before the first publish or subscribe. Protocol 2 because
@@ -84,7 +110,9 @@ class RedisBroker(Counters):
         # Redis pub/sub channels ignore the db number: a prefix keeps apps (and tests) apart.
         self._prefix = channel_prefix
         self._timeout = timeout
+        self._publish_timeout = publish_timeout
         self._probe_interval = probe_interval
+        self._probe_timeout = probe_timeout
         self._channels: dict[str, _Channel] = {}
         self._connection: AbstractConnection | None = None  # the reader's, while usable
         self._acks: deque[_Channel | None] = deque()  # expected (UN)SUBSCRIBE replies, in order
@@ -92,6 +120,10 @@ class RedisBroker(Counters):
         self._writes: set[asyncio.Task[None]] = set()
         self._write_lock = asyncio.Lock()
         self._closed = False
+        # Publishing paused by a failure: the task that resumes it, and what to resync then
+        # (channel -> epoch seconds of its last failed publish).
+        self._paused: asyncio.Task[None] | None = None
+        self._lost: dict[str, float] = {}
 
     @property
     def channel_count(self) -> int:
@@ -99,14 +131,27 @@ class RedisBroker(Counters):
 
     async def publish(self, channel: str, event: Event) -> None:
         data = json.dumps(event)  # a non-JSON event is a bug: raise, as MemoryBroker does
-        try:
-            async with asyncio.timeout(self._timeout):
-                await self._redis.publish(self._prefix + channel, data)
-        except (RedisError, OSError, TimeoutError) as exc:
-            self.publish_failures += 1
-            logger.error("broker: publish on %s failed: %s", channel, _describe(exc))
-            return
-        self.published += 1
+        if self._paused is None:
+            try:
+                async with asyncio.timeout(self._publish_timeout):
+                    await self._redis.publish(self._prefix + channel, data)
+            except (RedisError, OSError) as exc:  # TimeoutError is an OSError
+                logger.error(
+                    "broker: publish on %s failed: %s; publishing paused until Redis answers",
+                    channel,
+                    _describe(exc),
+                )
+                if self._paused is None and not self._closed:
+                    resume = self._resume_publishing(time.monotonic(), self.publish_failures)
+                    self._paused = asyncio.create_task(resume, name="pixweb-broker-resume")
+            else:
+                self.published += 1
+                return
+        else:
+            logger.debug("broker: publish on %s skipped: Redis is not answering", channel)
+        self.publish_failures += 1
+        if channel in self._lost or len(self._lost) < MAX_LOST_CHANNELS:
+            self._lost[channel] = time.time()
 
     @asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[Event]]:
@@ -117,30 +162,65 @@ class RedisBroker(Counters):
             entry = self._channels[channel] = _Channel()
             self._send("SUBSCRIBE", channel, entry)
         subscriber = Subscriber(self)
-        entry.subscribers.add(subscriber)
+        entry.subscribers[subscriber] = math.inf
         try:
             await self._until_confirmed(entry, subscriber)
             yield subscriber
         finally:
-            entry.subscribers.discard(subscriber)
+            entry.subscribers.pop(subscriber, None)
             if not entry.subscribers and self._channels.get(channel) is entry:
                 del self._channels[channel]
                 self._send("UNSUBSCRIBE", channel, None)
 
     async def ping(self) -> bool:
+        return await self._answers(self._timeout)
+
+    async def _answers(self, within: float) -> bool:
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(within):
                 return bool(await self._redis.ping())
-        except (RedisError, OSError, TimeoutError):
+        except (RedisError, OSError):
             return False
 
     async def close(self) -> None:
         self._closed = True
-        tasks = [task for task in (self._reader, *self._writes) if task is not None]
+        tasks = [task for task in (self._reader, self._paused, *self._writes) if task is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self._redis.aclose()
+
+    async def _resume_publishing(self, since: float, failures: int) -> None:
+        """PING until Redis answers, tell the channels that lost events to resync, resume."""
+        while True:
+            await asyncio.sleep(RESUME_INTERVAL)
+            if await self._answers(self._publish_timeout) and await self._send_resyncs():
+                break
+        self._paused = None
+        logger.warning(
+            "broker: Redis answers again; publishing resumed after %.1fs and %d failures",
+            time.monotonic() - since,
+            self.publish_failures - failures,
+        )
+
+    async def _send_resyncs(self) -> bool:
+        """Publish a resync marker on every channel that lost an event; False on failure."""
+        while self._lost:
+            lost, self._lost = self._lost, {}
+            try:
+                async with asyncio.timeout(self._timeout):
+                    async with self._redis.pipeline(transaction=False) as pipe:
+                        for channel, until in lost.items():
+                            marker = json.dumps({"type": RESYNC, "until": until})
+                            pipe.publish(self._prefix + channel, marker)
+                        await pipe.execute()
+            except (RedisError, OSError) as exc:
+                logger.warning("broker: resync markers failed: %s", _describe(exc))
+                for channel, until in lost.items():  # keep the latest failure of each
+                    self._lost[channel] = max(until, self._lost.get(channel, until))
+                return False
+            logger.warning("broker: told %d channels to resync", len(lost))
+        return True
 
     async def _until_confirmed(self, entry: _Channel, subscriber: Subscriber) -> None:
         try:
@@ -148,6 +228,9 @@ class RedisBroker(Counters):
                 await entry.confirmed.wait()
         except TimeoutError:
             self._interrupt(subscriber, "Redis did not confirm the subscription in time")
+        else:
+            if subscriber in entry.subscribers:
+                entry.subscribers[subscriber] = time.time()
 
     def _interrupt(self, subscriber: Subscriber, why: str) -> None:
         if subscriber.error is None:
@@ -203,7 +286,8 @@ class RedisBroker(Counters):
 
     async def _attach(self, connection: AbstractConnection) -> None:
         """Connect, then SUBSCRIBE every channel that has local subscribers."""
-        await connection.connect()  # type: ignore[no-untyped-call]
+        async with asyncio.timeout(self._timeout):  # a stalled server accepts, then hangs
+            await connection.connect()  # type: ignore[no-untyped-call]
         async with self._write_lock:
             self._connection = connection
             self._acks = deque(self._channels.values())
@@ -222,13 +306,18 @@ class RedisBroker(Counters):
                     self._interrupt(subscriber, "lost the Redis connection")
 
     async def _listen(self, connection: AbstractConnection) -> None:
-        """Dispatch replies until the connection fails; PING when idle to catch a dead peer."""
+        """Dispatch replies until the connection fails or stalls: after `probe_interval`
+        of silence, PING; with still no word `probe_timeout` later, give it up."""
         probing = False
         while True:
-            reply = await connection.read_response(timeout=self._probe_interval)
-            if reply is None:  # nothing within the interval
+            wait = self._probe_timeout if probing else self._probe_interval
+            reply = await connection.read_response(timeout=wait)
+            if reply is None:
+                # What arrived while this task waited for a busy event loop is no silence.
+                reply = await connection.read_response(timeout=0)
+            if reply is None:
                 if probing:
-                    raise RedisConnectionError("no answer to PING")
+                    raise RedisConnectionError(f"no answer to PING in {wait:.1f}s (stalled?)")
                 probing = True
                 await connection.send_command("PING")
                 continue
@@ -257,9 +346,22 @@ class RedisBroker(Counters):
         if not isinstance(event, dict):
             logger.warning("broker: ignored a message that is not a JSON object on %s", channel)
             return
+        if event.get("type") == RESYNC:
+            self._resync(entry, event.get("until"))
+            return
         for subscriber in tuple(entry.subscribers):
             subscriber.offer(event)
 
+    def _resync(self, entry: _Channel, until: Any) -> None:
+        """Interrupt the subscriptions that were listening when an event failed to publish
+        (those confirmed later read the state after it). A marker without a valid time
+        interrupts them all."""
+        if not isinstance(until, int | float) or isinstance(until, bool):
+            until = math.inf
+        for subscriber, since in tuple(entry.subscribers.items()):
+            if since < until + RESYNC_SKEW:
+                self._interrupt(subscriber, "an event may have been lost in a Redis outage")
+
 
 def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc or 'no answer in time'}"  # a timeout has no text
+    return f"{type(exc).__name__}: {str(exc) or 'no answer in time'}"  # a timeout has no text
