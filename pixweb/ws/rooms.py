@@ -194,13 +194,16 @@ class Room:
         broker, channel = self._broker, account_channel(merchant_id)
         event = {"type": "presence", "payment_id": str(self.payment_id)}
         event["viewer"] = uuid.uuid4().hex  # this room; other processes have their own
-        async with broker.subscribe(presence_channel(merchant_id)) as pings:
-            try:
-                await broker.publish(channel, {**event, "state": "viewing"})
-                async for _ in pings:
-                    await broker.publish(channel, {**event, "state": "viewing"})
-            finally:
-                await asyncio.shield(broker.publish(channel, {**event, "state": "left"}))
+        try:
+            while True:  # a subscription interrupted (a broker outage) may have missed pings
+                async with broker.subscribe(presence_channel(merchant_id)) as pings:
+                    with contextlib.suppress(SubscriptionLaggedError):
+                        await broker.publish(channel, {**event, "state": "viewing"})
+                        async for _ in pings:
+                            await broker.publish(channel, {**event, "state": "viewing"})
+                await asyncio.sleep(1.0)  # then subscribe and say "viewing" again
+        finally:
+            await asyncio.shield(broker.publish(channel, {**event, "state": "left"}))
 
     async def close(self) -> None:
         for task in (self._presence, self._task):
