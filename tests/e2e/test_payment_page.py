@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +24,7 @@ def open_payment(page: Page, payment: dict[str, Any]) -> None:
     response = page.goto(payment["payment_url"])
     assert response is not None
     assert response.status == 200
-    page.wait_for_function("window.__ws.messages >= 1", timeout=5_000)
+    page.wait_for_function("() => window.__ws.messages >= 1", timeout=5_000)
     page.evaluate("window.__marker = 1")
 
 
@@ -125,20 +126,60 @@ def test_sandbox_button_pays_live(
     assert_clean(recorded)
 
 
-def test_page_reconnects_after_a_server_restart(server: Server, token: str, page: Page) -> None:
+def expect_live(page: Page, state: str, label: str, timeout: float = 5_000) -> None:
+    box = page.locator("#live-state")
+    expect(box).to_have_attribute("data-state", state, timeout=timeout)
+    expect(box).to_have_text(label)
+
+
+def test_page_shows_its_connection_and_reconnects_fast(
+    server: Server, token: str, page: Page
+) -> None:
+    """Offline: the page says so and the sandbox button waits; back: live again within 3 s."""
     payment = server.create_payment(token)
     open_payment(page, payment)
+    button = page.get_by_role("button", name="Simular pagamento")
+    expect_live(page, "online", "Conectado")
+    expect(button).to_be_enabled()
 
     server.stop()  # paid while the server is down: only a fresh socket can tell the page
+    expect_live(page, "offline", "Sem conexão. Reconectando…")
+    expect(button).to_be_disabled()
     server.update_payment(payment["id"], status="paid", paid_at=datetime.now(UTC))
     region = page.locator("#payment-status")
     expect(region).to_have_attribute("data-status", "pending")
-    server.start()
+    page.wait_for_timeout(4_000)  # long enough for a backoff to grow, were it exponential
 
-    expect(region).to_have_attribute("data-status", "paid", timeout=10_000)
+    server.start()
+    back = time.monotonic()
+    expect(region).to_have_attribute("data-status", "paid", timeout=3_000)
+    waited = time.monotonic() - back
+    expect_live(page, "online", "Conectado")
     expect(region).to_contain_text("Pagamento confirmado")
+    assert waited < 3.0, f"the page took {waited:.1f} s to reconnect"
     assert page.evaluate("window.__ws.opens") >= 2
     assert_not_reloaded(page)
+
+
+def test_sandbox_says_when_the_server_did_not_answer(
+    server: Server, token: str, page: Page, recorded: Recorded
+) -> None:
+    """A request lost on the way is not silent: the form says what happened."""
+    payment = server.create_payment(token)
+    open_payment(page, payment)
+    page.route("**/simulate", lambda route: route.abort("connectionrefused"))
+
+    page.get_by_role("button", name="Simular pagamento").click()
+
+    error = page.locator("[data-sandbox-error]")
+    expect(error).to_be_visible()
+    expect(error).to_have_text("Sem conexão com o servidor: tente de novo em instantes.")
+    expect(page.locator("#payment-status")).to_have_attribute("data-status", "pending")
+    page.unroute("**/simulate")
+
+    page.get_by_role("button", name="Simular pagamento").click()  # the retry works
+    expect(page.locator("#payment-status")).to_have_attribute("data-status", "paid")
+    expect(error).to_have_count(0)  # the paid state has no sandbox form
 
 
 def test_page_expires_by_itself(server: Server, token: str, page: Page, recorded: Recorded) -> None:
