@@ -12,29 +12,33 @@ from pathlib import Path
 from typing import Any
 
 from itsdangerous import URLSafeTimedSerializer
-from quart import Quart, Response, current_app, request
+from quart import Quart
 from quart.json.provider import DefaultJSONProvider
 from quart.sessions import SecureCookieSessionInterface
-from quart_schema import QuartSchema, RequestSchemaValidationError, conversion
-from werkzeug.exceptions import HTTPException
+from quart_schema import QuartSchema, conversion
 from werkzeug.routing import IntegerConverter, Map
 
-from pixweb import __version__, db, jsonload, observability, throttle, validation
+from pixweb import (
+    __version__,
+    db,
+    error_handlers,
+    jsonload,
+    observability,
+    throttle,
+    validation,
+)
 from pixweb.api import accounts as api_accounts
 from pixweb.api import auth as api_auth
-from pixweb.api import errors as api_errors
 from pixweb.api import health as api_health
 from pixweb.api import notifications as api_notifications
 from pixweb.api import payments as api_payments
 from pixweb.broker import make_broker
 from pixweb.config import Config, load_config
 from pixweb.deps import BROKER_KEY, CONFIG_KEY, METRICS_KEY, SHUTDOWN_KEY, TOKENS_KEY
-from pixweb.errors import AuthenticationError, ForbiddenError, NotFoundError, PixwebError
 from pixweb.metrics import Metrics
 from pixweb.services import merchants
 from pixweb.web import auth as web_auth
 from pixweb.web import dashboard as web_dashboard
-from pixweb.web import errors as web_errors
 from pixweb.web import filters
 from pixweb.web import payments as web_payments
 from pixweb.web import tools as web_tools
@@ -104,7 +108,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Quart:
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
     filters.init_app(app)
-    _init_error_handlers(app)
+    error_handlers.init_app(app)
     return app
 
 
@@ -186,60 +190,3 @@ def _init_lifecycle(app: Quart, config: Config) -> None:
     async def close_resources() -> None:
         await app.extensions[BROKER_KEY].close()
         await db.close_database()
-
-
-def _blueprint() -> str | None:
-    """The blueprint of the request's path, even when its method did not match (405)."""
-    if request.blueprint is not None:
-        return request.blueprint
-    adapter = current_app.create_url_adapter(request)
-    for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
-        try:
-            endpoint, _ = adapter.match(method=method)  # type: ignore[union-attr]
-        except HTTPException:
-            continue
-        return str(endpoint).partition(".")[0]
-    return None
-
-
-def _wants_html() -> bool:
-    blueprint = _blueprint()
-    if blueprint is not None:
-        return blueprint.startswith("web_")
-    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
-    return best == "text/html"
-
-
-def _init_error_handlers(app: Quart) -> None:
-    @app.errorhandler(PixwebError)
-    async def pixweb_error(error: PixwebError) -> Any:
-        if _wants_html():
-            if isinstance(error, NotFoundError):
-                return await web_errors.error_page(404)
-            if isinstance(error, AuthenticationError):
-                return web_errors.to_login()
-            if isinstance(error, ForbiddenError):
-                return await web_errors.error_page(403)
-        return api_errors.handle_pixweb_error(error)
-
-    @app.errorhandler(RequestSchemaValidationError)
-    async def validation_error(error: RequestSchemaValidationError) -> Response:
-        return api_errors.handle_validation_error(error)
-
-    @app.errorhandler(UnicodeDecodeError)
-    async def undecodable_body(error: UnicodeDecodeError) -> Response:
-        # Quart decodes the body as UTF-8 before parsing JSON, outside its error handling.
-        return api_errors.error_response(400, "invalid_body", "the body is not UTF-8 JSON")
-
-    @app.errorhandler(HTTPException)
-    async def http_error(error: HTTPException) -> Any:
-        if _wants_html():
-            return await web_errors.error_page(error.code or 500)
-        return api_errors.handle_http_error(error)
-
-    @app.errorhandler(Exception)
-    async def unexpected_error(error: Exception) -> Any:
-        response = api_errors.handle_unexpected_error(error, observability.request_id())
-        if _wants_html():
-            return await web_errors.error_page(500)
-        return response

@@ -8,6 +8,7 @@ import time
 import uuid
 
 from quart import Quart, Response, g, has_request_context, request, websocket
+from quart.typing import ResponseTypes
 
 from pixweb.deps import get_metrics
 
@@ -47,6 +48,12 @@ def init_app(app: Quart, *, json_logs: bool) -> None:
     @app.before_websocket
     async def start_socket() -> None:
         request_id()
+
+    @app.after_websocket
+    async def finish_socket(response: ResponseTypes | None) -> ResponseTypes | None:
+        if response is not None:  # a handshake refused with an HTTP response
+            response.headers[REQUEST_ID_HEADER] = request_id()
+        return response
 
     @app.after_request
     async def finish(response: Response) -> Response:

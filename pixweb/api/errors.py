@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from quart import Response, jsonify
 from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing.exceptions import WebsocketMismatch
 
 from pixweb.errors import (
     AuthenticationError,
@@ -94,6 +95,10 @@ def handle_validation_error(error: RequestSchemaValidationError) -> Response:
 def handle_http_error(error: HTTPException) -> Response:
     """Answer routing and protocol errors (404, 405, malformed JSON...) in JSON."""
     status = error.code or 500
+    if isinstance(error, WebsocketMismatch):  # a plain request to a socket's path
+        return error_response(
+            400, "websocket_required", "this path only accepts WebSocket connections"
+        )
     if status == 400:
         # Quart raises BadRequest while handling the parser's error: say what it was.
         cause = error.__context__
