@@ -162,18 +162,50 @@ class ConfirmationHeaders(BaseModel):
     x_pix_signature: str = Field(description="sha256=<hex HMAC-SHA256 of the raw body>")
 
 
+CONFIRMATION_DETAILS = {
+    settlement.Confirmation.SETTLED: "This confirmation settled the charge.",
+    settlement.Confirmation.REPLAYED: (
+        "The charge was already settled by this same confirmation: nothing changed."
+    ),
+    settlement.Confirmation.ALREADY_SETTLED_BY_BALANCE: (
+        "The charge was already settled by a payment from a pixweb balance. This Pix is a"
+        " separate received Pix: it was not credited to the charge, and the merchant was"
+        " notified."
+    ),
+}
+
+
+class ConfirmationOut(PaymentOut):
+    confirmation: settlement.Confirmation = Field(
+        description="settled: this confirmation paid the charge. replayed: a repeat of the"
+        " confirmation that paid it. already_settled_by_balance: the charge had been paid"
+        " from a pixweb balance; this Pix was not credited and the merchant was notified."
+    )
+    detail: str = Field(description="The same, in a sentence")
+
+
 @blueprint.post("/payments/pix/confirmation")
 @tag(["bank"])
 @document_headers(ConfirmationHeaders)
 @signed_by_bank
 @validate_request(ConfirmationIn)
-@validate_response(PaymentOut)
-async def confirm_payment(data: ConfirmationIn) -> PaymentOut:
-    """The bank confirms a PIX received for a payment (idempotent)."""
-    payment = await settlement.confirm_payment(
+@validate_response(ConfirmationOut)
+async def confirm_payment(data: ConfirmationIn) -> ConfirmationOut:
+    """The bank confirms a PIX received for a payment (idempotent).
+
+    200 with the payment and `confirmation`, which says what happened: `settled` (this
+    confirmation paid the charge and credited the merchant), `replayed` (the bank repeated
+    the confirmation that paid it: nothing changed) or `already_settled_by_balance` (the
+    charge had been paid from a pixweb balance; this Pix is a separate received Pix, not
+    credited here, and the merchant is notified once). Another `end_to_end_id` for a
+    charge the bank already paid is a 409.
+    """
+    payment, outcome = await settlement.confirm_payment(
         txid=data.bank_payment_id,
         amount_cents=data.value,
         end_to_end_id=data.end_to_end_id,
         broker=get_broker(),
     )
-    return PaymentOut.of(payment)
+    return ConfirmationOut.model_validate(
+        {**payment_dict(payment), "confirmation": outcome, "detail": CONFIRMATION_DETAILS[outcome]}
+    )

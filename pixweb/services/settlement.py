@@ -7,18 +7,37 @@ transaction, so a charge is settled, and its merchant credited, exactly once.
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
+from pixweb import money
 from pixweb.broker import Broker
 from pixweb.errors import ConflictError, NotFoundError, UnprocessableError
-from pixweb.models import Merchant, Movement, MovementKind, Payment, PaymentStatus
+from pixweb.models import Merchant, Movement, MovementKind, Notification, Payment, PaymentStatus
 from pixweb.pix import brcode
 from pixweb.services import ledger
 from pixweb.services.clock import utcnow
-from pixweb.services.events import Outbox
+from pixweb.services.events import Outbox, account_channel
 from pixweb.services.payments import status_event
+
+
+class Confirmation(StrEnum):
+    """What a bank confirmation did to its charge."""
+
+    SETTLED = "settled"  # it paid the charge and credited the merchant
+    REPLAYED = "replayed"  # the bank repeated the confirmation that paid it: nothing changed
+    # Paid from a pixweb balance before the bank's Pix arrived: that Pix is money of its
+    # own (recorded as a received Pix by the PSP work); here the merchant is told, not paid.
+    ALREADY_SETTLED_BY_BALANCE = "already_settled_by_balance"
+
+
+PIX_ON_PAID_CHARGE = "pix_cobranca_ja_paga"  # the notification's `tipo`
+PIX_ON_PAID_CHARGE_MESSAGE = (
+    "O banco confirmou um Pix de {valor} para uma cobrança já paga com saldo. "
+    "Esse valor não foi creditado: confira com o banco."
+)
 
 
 async def _mark_paid(payment: Payment, now: datetime, end_to_end_id: str | None) -> bool:
@@ -41,8 +60,8 @@ async def _mark_paid(payment: Payment, now: datetime, end_to_end_id: str | None)
 
 async def confirm_payment(
     *, txid: str, amount_cents: int, end_to_end_id: str | None, broker: Broker
-) -> Payment:
-    """Mark a payment paid by its txid and credit its merchant, exactly once.
+) -> tuple[Payment, Confirmation]:
+    """Mark a payment paid by its txid and credit its merchant, exactly once; say how.
 
     Any number of concurrent confirmations change the row once (a conditional UPDATE in
     the same transaction as the credit); the others read it back as paid.
@@ -71,13 +90,61 @@ async def confirm_payment(
             status_event(payment, outbox)
     if settled:
         await outbox.publish(broker)
-        return payment
+        return payment, Confirmation.SETTLED
     await payment.refresh_from_db()  # someone else settled or changed it: what is it now?
-    if payment.status == PaymentStatus.PAID:
-        if end_to_end_id and payment.end_to_end_id and end_to_end_id != payment.end_to_end_id:
-            raise ConflictError("payment already settled by another end_to_end_id")
-        return payment
-    raise ConflictError(f"payment is {payment.status_at(now)} and cannot be confirmed")
+    if payment.status != PaymentStatus.PAID:
+        raise ConflictError(f"payment is {payment.status_at(now)} and cannot be confirmed")
+    if await _paid_from_a_balance(payment):
+        await _tell_of_pix_on_paid_charge(payment, end_to_end_id, broker=broker)
+        return payment, Confirmation.ALREADY_SETTLED_BY_BALANCE
+    if end_to_end_id and payment.end_to_end_id and end_to_end_id != payment.end_to_end_id:
+        raise ConflictError("payment already settled by another end_to_end_id")
+    return payment, Confirmation.REPLAYED
+
+
+async def _paid_from_a_balance(payment: Payment) -> bool:
+    """Whether a paid charge was settled by `pay_brcode` (its payer's debit says so)."""
+    if payment.end_to_end_id is not None:
+        return False  # only the bank's confirmation records one
+    reference = f"payment:{payment.id}"
+    return await Movement.exists(reference=reference, kind=MovementKind.PAGAMENTO)
+
+
+async def _tell_of_pix_on_paid_charge(
+    payment: Payment, end_to_end_id: str | None, *, broker: Broker
+) -> None:
+    """Notify the merchant, once per charge and end_to_end_id, that the bank confirmed a
+    Pix for a charge already paid from a balance: not credited, but not forgotten."""
+    reference, outbox = f"payment:{payment.id}", Outbox()
+    async with in_transaction():
+        # The payment's row lock makes concurrent repeats wait (PostgreSQL; SQLite
+        # runs one transaction at a time), so the check below sees the first one's notice.
+        await Payment.filter(id=payment.id).select_for_update().first()
+        told = await Notification.filter(merchant_id=payment.merchant_id, tipo=PIX_ON_PAID_CHARGE)
+        seen = {(n.dados.get("referencia"), n.dados.get("end_to_end_id")) for n in told}
+        if (reference, end_to_end_id) in seen:
+            return
+        notification = await Notification.create(
+            merchant_id=payment.merchant_id,
+            tipo=PIX_ON_PAID_CHARGE,
+            mensagem=PIX_ON_PAID_CHARGE_MESSAGE.format(
+                valor=money.format_brl(payment.amount_cents)
+            ),
+            dados={
+                "valor": money.format_amount(payment.amount_cents),
+                "referencia": reference,
+                "cobranca": str(payment.id),
+                "end_to_end_id": end_to_end_id,
+            },
+            created_at=utcnow(),
+        )
+        event = {
+            "type": "notification",
+            "merchant_id": payment.merchant_id,
+            "notification": ledger.notification_dict(notification),
+        }
+        outbox.add(account_channel(payment.merchant_id), event)
+    await outbox.publish(broker)
 
 
 async def pay_brcode(

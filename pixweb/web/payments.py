@@ -40,7 +40,7 @@ async def simulate_payment(payment_id: UUID) -> tuple[str, int]:
     payment = await payments.get_payment(payment_id)
     status = 200
     try:
-        payment = await settlement.confirm_payment(
+        payment, _ = await settlement.confirm_payment(
             txid=payment.txid,
             amount_cents=payment.amount_cents,
             end_to_end_id=None,

@@ -9,9 +9,13 @@ from typing import Any
 
 import pytest
 
-from pixweb.models import Payment, PaymentStatus
-from pixweb.services import webhooks
+from pixweb.deps import CONFIG_KEY
+from pixweb.models import Account, Movement, Notification, Payment, PaymentStatus
+from pixweb.services import accounts, ledger, webhooks
+from tests.api.test_accounts import balance
 from tests.api.test_payments import JSON, PAST, assert_error, assert_no_event, create
+from tests.conftest import bearer, make_merchant
+from tests.services.test_ledger import assert_ledger_invariants
 from tests.support import signed
 
 URL = "/payments/pix/confirmation"
@@ -145,12 +149,17 @@ async def test_confirmation_pays_once(client, sign, broker, auth, payment, extra
         body = await response.get_json()
         assert body["id"] == payment["id"] and body["status"] == "paid"
         assert before <= datetime.fromisoformat(body["paid_at"]) <= datetime.now(UTC)
+        assert body["confirmation"] == "settled" and body["detail"]
         event = await next_event(events)
         expected = {"type": "payment.paid", "payment_id": payment["id"], "status": "paid"}
         assert {key: event.get(key) for key in expected} == expected
         again = await confirm(client, sign, confirmation(payment, **extra))
         assert again.status_code == 200
-        assert (await again.get_json())["paid_at"] == body["paid_at"]
+        replayed = await again.get_json()
+        assert replayed["paid_at"] == body["paid_at"]
+        assert replayed["confirmation"] == "replayed" and "nothing changed" in replayed["detail"]
+        shape = {k: v for k, v in replayed.items() if k not in ("confirmation", "detail")}
+        assert shape == {k: v for k, v in body.items() if k not in ("confirmation", "detail")}
         await assert_no_event(events)
     stored = await Payment.get(id=payment["id"])
     assert stored.status == PaymentStatus.PAID
@@ -200,6 +209,8 @@ async def test_concurrent_confirmations_pay_once(client, sign, broker, payment) 
             *(client.post(URL, data=body, headers=headers) for _ in range(50))
         )
         assert [r.status_code for r in responses] == [200] * 50
+        answers = [(await r.get_json())["confirmation"] for r in responses]
+        assert sorted(answers) == ["replayed"] * 49 + ["settled"]
         paid_at = {(await r.get_json())["paid_at"] for r in responses}
         assert len(paid_at) == 1 and None not in paid_at
         assert (await next_event(events))["type"] == "payment.paid"
@@ -207,3 +218,84 @@ async def test_concurrent_confirmations_pay_once(client, sign, broker, payment) 
     stored = await Payment.get(id=payment["id"])
     assert stored.status == PaymentStatus.PAID
     assert stored.paid_at == datetime.fromisoformat(paid_at.pop())
+
+
+# --- a charge already paid from a pixweb balance -----------------------------------------
+
+TOLD = "pix_cobranca_ja_paga"
+
+
+@pytest.fixture
+async def paid_from_a_balance(app, client, broker, payment) -> Any:
+    """`payment` paid by another merchant from its R$ 150,00; returns that merchant."""
+    payer = await make_merchant("pagador@example.com", name="Mercado Bom Preço")
+    await accounts.deposit(payer, 15000, broker=broker)
+    headers = bearer(payer, app.extensions[CONFIG_KEY])
+    body = {"brcode": payment["brcode"]}
+    response = await client.post("/accounts/me/payments", json=body, headers=headers)
+    assert response.status_code == 201, await response.get_json()
+    return payer
+
+
+async def money_state() -> list[tuple[Any, ...]]:
+    accounts_ = await Account.all().order_by("id").values_list("id", "balance_cents")
+    moves = await Movement.all().order_by("id").values_list("id", "account_id", "amount_cents")
+    return [tuple(accounts_), tuple(moves)]
+
+
+@pytest.mark.parametrize("extra", [{"end_to_end_id": E2E}, {}])
+async def test_a_charge_paid_from_a_balance_says_so_and_only_notifies(
+    client, sign, broker, merchant, auth, payment, paid_from_a_balance, extra
+) -> None:
+    payer = paid_from_a_balance
+    stored = await Payment.get(id=payment["id"])
+    before = await money_state()
+    assert (await balance(merchant), await balance(payer)) == (10000, 5000)
+    async with (
+        broker.subscribe(f"payment:{payment['id']}") as payment_events,
+        broker.subscribe(f"account:{merchant.id}") as account_events,
+    ):
+        response = await confirm(client, sign, confirmation(payment, **extra))
+        assert response.status_code == 200
+        body = await response.get_json()
+        assert (body["id"], body["status"]) == (payment["id"], "paid")
+        assert datetime.fromisoformat(body["paid_at"]) == stored.paid_at
+        assert body["confirmation"] == "already_settled_by_balance"
+        assert "balance" in body["detail"] and "not credited" in body["detail"]
+        event = await next_event(account_events)
+        await assert_no_event(payment_events)  # the charge did not change
+        # The bank repeats itself: the same answer, no second notice.
+        again = await confirm(client, sign, confirmation(payment, **extra))
+        assert (again.status_code, await again.get_json()) == (200, body)
+        await assert_no_event(account_events)
+    assert await money_state() == before  # nothing credited, nothing moved
+    assert (await balance(merchant), await balance(payer)) == (10000, 5000)
+    after = await Payment.get(id=payment["id"])
+    assert (after.status, after.paid_at, after.end_to_end_id) == ("paid", stored.paid_at, None)
+    [note] = await Notification.filter(merchant_id=merchant.id, tipo=TOLD)
+    assert event["type"] == "notification" and event["merchant_id"] == merchant.id
+    assert event["notification"] == ledger.notification_dict(note)
+    assert "R$ 100,00" in note.mensagem and "já paga com saldo" in note.mensagem
+    assert note.dados["cobranca"] == payment["id"]
+    assert note.dados["end_to_end_id"] == extra.get("end_to_end_id")
+    assert not await Notification.filter(merchant_id=payer.id, tipo=TOLD).exists()
+    listed = await (await client.get("/notifications", headers=auth)).get_json()
+    assert listed["items"][0]["tipo"] == TOLD and listed["items"][0]["lida"] is False
+    await assert_ledger_invariants()
+
+
+async def test_each_bank_pix_for_a_charge_paid_from_a_balance_is_told_once(
+    client, sign, merchant, payment, paid_from_a_balance
+) -> None:
+    before = await money_state()
+    bodies = [sign(confirmation(payment, end_to_end_id=e2e)) for e2e in (E2E, E2E_OTHER)]
+    responses = await asyncio.gather(
+        *(client.post(URL, data=body, headers=headers) for body, headers in bodies * 20)
+    )
+    assert {r.status_code for r in responses} == {200}
+    answers = {(await r.get_json())["confirmation"] for r in responses}
+    assert answers == {"already_settled_by_balance"}
+    notes = await Notification.filter(merchant_id=merchant.id, tipo=TOLD)
+    assert sorted(n.dados["end_to_end_id"] for n in notes) == sorted([E2E, E2E_OTHER])
+    assert await money_state() == before
+    await assert_ledger_invariants()
