@@ -142,13 +142,23 @@ def test_page_shows_its_connection_and_reconnects_fast(
     expect_live(page, "online", "Conectado")
     expect(button).to_be_enabled()
 
+    page.evaluate(
+        """() => {
+          window.__tries = 0;
+          document.addEventListener("htmx:wsConnecting", () => { window.__tries += 1; });
+        }"""
+    )
+
     server.stop()  # paid while the server is down: only a fresh socket can tell the page
     expect_live(page, "offline", "Sem conexão. Reconectando…")
     expect(button).to_be_disabled()
     server.update_payment(payment["id"], status="paid", paid_at=datetime.now(UTC))
     region = page.locator("#payment-status")
     expect(region).to_have_attribute("data-status", "pending")
-    page.wait_for_timeout(4_000)  # long enough for a backoff to grow, were it exponential
+    before = page.evaluate("window.__tries")
+    page.wait_for_timeout(6_000)  # an exponential backoff would be waiting 8 s or more by now
+    tries = page.evaluate("window.__tries") - before
+    assert tries >= 5, f"{tries} reconnection attempts in 6 s: the backoff grows too long"
 
     server.start()
     back = time.monotonic()
