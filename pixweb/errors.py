@@ -44,6 +44,13 @@ class InvalidAmountError(InvalidInputError):
     code = "invalid_amount"
 
 
+class ControlCharacterError(InvalidInputError):
+    """Text holds a control character (NUL, ESC, a line break...) or an unpaired surrogate:
+    refused before any database or socket sees it (HTTP 400)."""
+
+    code = "invalid_characters"
+
+
 class AuthenticationError(PixwebError):
     """Missing, invalid or expired credentials (HTTP 401)."""
 
@@ -88,3 +95,66 @@ class RateLimitedError(PixwebError):
     def __init__(self, detail: str, *, retry_after: int) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+
+
+class PspError(PixwebError):
+    """The merchant's PSP failed a call, or answered what pixweb cannot use (HTTP 502).
+
+    `step` names where it failed, for the page and the logs: "tls", "token", "permission",
+    or the API Pix resource called ("cob", "pix", "devolucao", "webhook"). `psp_status` is the
+    PSP's HTTP status when it answered; `violacoes` its RFC 7807 violations, if any.
+    """
+
+    code = "psp_error"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        step: str,
+        psp_status: int | None = None,
+        violacoes: list[dict[str, str | None]] | None = None,
+        fields: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(f"{step}: {detail}", fields=fields)
+        self.step = step
+        self.psp_status = psp_status
+        self.violacoes = violacoes or []
+
+
+class PspUnavailableError(PspError):
+    """The PSP could not be reached, timed out or kept failing (5xx) after retries (HTTP 503)."""
+
+    code = "psp_unavailable"
+
+
+class PspTlsError(PspError):
+    """The mTLS handshake failed: the PSP refused the client certificate, or its own
+    certificate is not trusted (HTTP 502)."""
+
+    code = "psp_tls_error"
+
+
+class PspAuthError(PspError):
+    """The PSP refused the client credentials or the token, or denied the call (HTTP 502)."""
+
+    code = "psp_auth_error"
+
+
+class PspRejectedError(PspError, UnprocessableError):
+    """The PSP refused the request (4xx): the detail names its `violacoes` (HTTP 422)."""
+
+    code = "psp_rejected"
+
+
+class PspNotFoundError(PspRejectedError):
+    """The PSP does not know the resource (404): a txid, an e2eid, a refund, a webhook."""
+
+    code = "psp_not_found"
+
+
+class EncryptionError(PixwebError):
+    """A secret cannot be encrypted or decrypted: a malformed or wrong PIXWEB_ENCRYPTION_KEY,
+    or a ciphertext that was altered or belongs to another record."""
+
+    code = "encryption_error"
