@@ -107,6 +107,8 @@ def test_dashboard_forms_and_socket(
     answer = submit_form(tab, "deposit", value="100,00")
     assert " ".join(answer.split()) == "Depósito de R$ 100,00 realizado."  # NBSP after R$
     expect(tab.locator("#balance")).to_have_text("R$ 100,00")  # pushed by the socket
+    assert submit_form(tab, "charge", value="25,90", description="Pedido 9") == "Cobrança criada."
+    expect(tab.locator("#form-charge .created .qr svg")).to_have_count(1)
     assert violations.all() == []
     assert recorded.page_errors == []
 
