@@ -7,7 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    Playwright,
+    ViewportSize,
+    sync_playwright,
+)
 
 from tests.e2e.harness import CHROMIUM, CHROMIUM_ARGS, Recorded, Server
 from tests.support import need
@@ -131,15 +138,22 @@ def page(context: BrowserContext, recorded: Recorded) -> Page:
     return watch(context.new_page(), recorded)
 
 
+DESKTOP = ViewportSize(width=1280, height=1000)
+PHONE = ViewportSize(width=390, height=844)  # a common phone, in CSS pixels
+
+
 @pytest.fixture
-def new_tab(browser: Browser, recorded: Recorded) -> Iterator[Callable[[str], Page]]:
-    """Open a watched tab in a context of its own (its own cookies: another person)."""
+def new_tab(browser: Browser, recorded: Recorded) -> Iterator[Callable[..., Page]]:
+    """Open a watched tab in a context of its own (its own cookies: another person).
+
+    `open_tab(label, viewport=PHONE)` opens it on a phone-sized screen.
+    """
     contexts: list[BrowserContext] = []
 
-    def open_tab(label: str) -> Page:
+    def open_tab(label: str, viewport: ViewportSize = DESKTOP) -> Page:
         contexts.append(
             browser.new_context(
-                viewport={"width": 1280, "height": 1000},
+                viewport=viewport,
                 locale="pt-BR",
                 timezone_id="America/Sao_Paulo",
             )

@@ -22,7 +22,7 @@ from tests.server import free_port as free_port
 from tests.support import signed
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page
+    from playwright.sync_api import Locator, Page
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -35,6 +35,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 PASSWORD = "uma senha longa e2e"
+NBSP = "\u00a0"
 
 
 class Server(process.Server):
@@ -133,15 +134,38 @@ def submit_form(page: Page, name: str, **fields: str) -> str:
     """Fill the dashboard's #form-<name>, submit it, and return the message of its answer.
 
     Values are typed as people type them ("1.000,00"). The answer replaces the form, so
-    the old one is marked first and only a message in an unmarked form counts.
+    the old one is marked first and only a message in an unmarked form counts. The message
+    is returned as read: the no-break space that keeps "R$" with its number reads as a
+    space (tests/e2e/test_dashboard.py checks that it is there).
     """
     form = page.locator(f"#form-{name}")
     for field_name, value in fields.items():
         form.locator(f"[name={field_name}]").fill(value)
+    return _answer(page, name, form.locator("button[type=submit]").first)
+
+
+def review_code(page: Page, code: str) -> str:
+    """Paste `code` in "Pagar código Pix" and ask to review it: return what the review shows."""
+    form = page.locator("#form-pay")
+    form.locator("[name=brcode]").fill(code)
     form.evaluate("form => { form.dataset.sent = '1'; }")
-    form.locator("button[type=submit]").click()
+    form.get_by_role("button", name="Revisar pagamento").click()
+    review = page.locator("#form-pay:not([data-sent]) [data-review]")
+    return review.inner_text().replace(NBSP, " ")
+
+
+def confirm_payment(page: Page) -> str:
+    """Confirm the payment under review; return the message of the answer."""
+    confirm = page.locator("#form-pay").get_by_role("button", name="Confirmar pagamento")
+    return _answer(page, "pay", confirm)
+
+
+def _answer(page: Page, name: str, button: Locator) -> str:
+    page.locator(f"#form-{name}").evaluate("form => { form.dataset.sent = '1'; }")
+    button.click()
     answer = page.locator(f"#form-{name}:not([data-sent])")
-    return answer.locator(".form-success, .form-error, .field-error").first.inner_text()
+    message = answer.locator(".form-success, .form-error, .field-error").first.inner_text()
+    return message.replace(NBSP, " ")
 
 
 @dataclass

@@ -78,7 +78,7 @@ def dashboard(browser: Browser, server: Server, email: str) -> Path:
         page.reload()  # no toasts, no form messages: the page as the merchant finds it
         expect(page.locator("#connection")).to_have_class(re.compile(r"\bonline\b"))
         expect(page.locator("#charges-list li[data-status=paid]")).to_have_count(1)
-        # The whole page in the viewport: the fixed connection badge then sits at its foot.
+        # The whole page in the viewport, as one screenshot.
         height = page.evaluate("document.documentElement.scrollHeight")
         page.set_viewport_size({"width": WIDE["width"], "height": height})
         path = OUTPUT / "dashboard.png"

@@ -4,22 +4,32 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from playwright.sync_api import Page, expect
 
-from tests.e2e.harness import Recorded, Server, register_in_browser, submit_form
+from tests.e2e.conftest import PHONE
+from tests.e2e.harness import (
+    Recorded,
+    Server,
+    confirm_payment,
+    register_in_browser,
+    review_code,
+    submit_form,
+)
 from tests.e2e.test_payment_page import assert_not_reloaded, assert_same_origin
 
-NewTab = Callable[[str], Page]
+NewTab = Callable[..., Page]
 GREEN = "rgb(24, 169, 87)"  # .connection.online .dot
 RED = "rgb(180, 35, 24)"  # .connection .dot (var(--red))
 LIVE = 3_000  # a pushed fragment lands well within this
 RECONNECT = 30_000  # the ws extension backs off with full jitter: 1, 2, 4, 8, 16 s at most
 
 
-def open_dashboard(new_tab: NewTab, server: Server, who: str) -> Page:
+def open_dashboard(new_tab: NewTab, server: Server, who: str, **options: Any) -> Page:
     """Sign `who` up in a browser of its own; wait for the live connection; mark the page."""
-    tab = new_tab(who)
+    tab = new_tab(who, **options)
     register_in_browser(tab, server, f"{who}@loja.example", f"Loja {who.upper()}")
     expect(tab).to_have_title(f"Painel · Loja {who.upper()} · pixweb")
     expect_connection(tab, online=True, timeout=5_000)
@@ -59,6 +69,51 @@ def unexpected_errors(recorded: Recorded, server: Server) -> list[str]:
     return unexpected
 
 
+# Rectangles on screen, and every "R$" that a line break separates from its number.
+LAYOUT = r"""() => {
+  const box = (el) => {
+    const r = el.getBoundingClientRect();
+    const text = el.textContent.trim();
+    return {top: r.top, left: r.left, bottom: r.bottom, right: r.right, text: text};
+  };
+  const seen = (r) => r.bottom > r.top && r.right > r.left;
+  const pill = box(document.getElementById("connection"));
+  const amounts = [...document.querySelectorAll("#balance, .money")].map(box).filter(seen);
+  const topbar = box(document.querySelector(".topbar"));
+  const toasts = [...document.querySelectorAll("#toasts .toast")].map(box);
+  const split = [];
+  const walker = document.createTreeWalker(document.getElementById("live"), NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    for (const m of node.data.matchAll(/R\$\s?[-0-9]/g)) {
+      const range = document.createRange();
+      range.setStart(node, m.index);
+      range.setEnd(node, m.index + m[0].length);
+      const tops = new Set([...range.getClientRects()].map((r) => Math.round(r.top)));
+      if (m[0][2] === " " || tops.size > 1) split.push(node.data.trim());
+    }
+  }
+  return {pill, amounts, topbar, toasts, split, height: document.documentElement.scrollHeight};
+}"""
+
+
+def overlaps(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return (
+        a["left"] < b["right"]
+        and b["left"] < a["right"]
+        and a["top"] < b["bottom"]
+        and (b["top"] < a["bottom"])
+    )
+
+
+def assert_top_bar_uncovered(tab: Page, layout: dict[str, Any]) -> None:
+    """While a toast shows, the name, "Inspetor de códigos" and "Sair" stay uncovered."""
+    assert layout["toasts"], "a toast is on screen"
+    covering = [t["text"] for t in layout["toasts"] if overlaps(t, layout["topbar"])]
+    assert covering == [], f"toasts over the top bar: {covering}"
+    tab.get_by_role("button", name="Sair").click(trial=True)  # reachable: nothing on top
+    tab.get_by_role("link", name="Inspetor de códigos").click(trial=True)
+
+
 def test_two_merchants_see_money_move_live(
     server: Server, new_tab: NewTab, recorded: Recorded
 ) -> None:
@@ -75,16 +130,29 @@ def test_two_merchants_see_money_move_live(
     expect(received).to_have_count(1)
     expect(received).to_contain_text("R$ 150,50")
     expect(b.locator("#toasts .toast").first).to_contain_text("Você recebeu R$ 150,50")
+    assert_top_bar_uncovered(b, b.evaluate(LAYOUT))
     expect(a.locator("#balance")).to_have_text("R$ 849,50")
     expect(a.locator("#movements-list li[data-kind]")).to_have_count(2)
     assert b.evaluate("document.body.dataset.lastAnnounce") is None  # a transfer is no Pix
 
-    # B charges 20,00; a payer opens the charge's page: B sees someone is on it.
-    assert submit_form(b, "charge", value="20,00", description="Pedido 7").startswith(
-        "Cobrança criada"
-    )
-    href = b.locator("#form-charge .form-success a").get_attribute("href")
+    # B charges 20,00 and gets it ready to pass on: QR, code to copy, link, WhatsApp.
+    b.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
+    assert submit_form(b, "charge", value="20,00", description="Pedido 7") == "Cobrança criada."
+    created = b.locator("#form-charge .created")
+    expect(created.locator(".created-qr svg")).to_be_visible()
+    brcode = created.locator("textarea").input_value()
+    created.get_by_role("button", name="Copiar código").click()
+    expect(created.locator(".copied")).to_have_text("Código copiado!")
+    assert b.evaluate("navigator.clipboard.readText()") == brcode
+    href = created.locator("[data-payment-link]").get_attribute("href")
     assert href is not None
+    created.get_by_role("button", name="Copiar link").click()
+    expect(created.locator(".copied")).to_have_text("Link copiado!")
+    assert b.evaluate("navigator.clipboard.readText()").endswith(href)
+    whatsapp = created.get_by_role("link", name="Enviar no WhatsApp").get_attribute("href")
+    assert whatsapp is not None and whatsapp.startswith("https://wa.me/?text=Pague%20R%24")
+
+    # A payer opens the charge's page: B sees someone is on it.
     row = b.locator(f"#charge-{href.rsplit('/', 1)[-1]}")
     expect(row).to_have_attribute("data-status", "pending", timeout=LIVE)
     expect(row.locator(".badge")).to_have_text("aguardando")
@@ -101,16 +169,23 @@ def test_two_merchants_see_money_move_live(
     payer.goto(server.url + href)
     expect(viewing).to_have_count(1, timeout=LIVE)
 
-    # A pays B's charge by pasting the code shown to the payer.
+    # A pays B's charge by pasting the code shown to the payer: first who and how much.
     code = payer.locator("#brcode").input_value()
-    assert submit_form(a, "pay", brcode=code) == "Pagamento de R$ 20,00 realizado."
+    assert code == brcode
+    review = review_code(a, code)
+    assert "Loja B" in review and "R$ 20,00" in review and "Pedido 7" in review
+    expect(a.locator("#balance")).to_have_text("R$ 849,50")  # nothing moved yet
+    expect(payer.locator("#payment-status")).to_have_attribute("data-status", "pending")
+    assert confirm_payment(a) == "Pagamento de R$ 20,00 para Loja B realizado."
     expect(payer.locator("#payment-status")).to_have_attribute("data-status", "paid", timeout=LIVE)
     expect(payer.locator("#payment-status")).to_contain_text("Pagamento confirmado")
     expect(row).to_have_attribute("data-status", "paid", timeout=LIVE)
     expect(row.locator(".badge")).to_have_text("paga")
     expect(viewing).to_have_count(0)
     expect(b.locator("#balance")).to_have_text("R$ 170,50")
-    expect(b.locator("#movements-list li[data-kind=pix_recebido]")).to_contain_text("R$ 20,00")
+    pix = b.locator("#movements-list li[data-kind=pix_recebido]")
+    expect(pix).to_contain_text("R$ 20,00")
+    expect(pix.get_by_role("link", name="Pedido 7")).to_have_attribute("href", href)
     expect(b.locator("body")).to_have_attribute(
         "data-last-announce", "Pix recebido: 20 reais", timeout=LIVE
     )
@@ -176,3 +251,32 @@ def test_notifications_are_counted_and_marked_read(
     assert recorded.console_errors == []
     assert recorded.page_errors == []
     assert_same_origin(recorded, server)
+
+
+def test_on_a_phone_nothing_covers_amounts_or_the_top_bar(
+    server: Server, new_tab: NewTab, recorded: Recorded, tmp_path: Path
+) -> None:
+    phone = open_dashboard(new_tab, server, "p", viewport=PHONE)
+    # "Nova cobrança" within the first screen, under the balance.
+    charge = phone.locator("#form-charge").bounding_box()
+    assert charge is not None and charge["y"] < PHONE["height"], charge
+    submit_form(phone, "deposit", value="1.234,56")
+    submit_form(phone, "charge", value="1.000,00", description="Um pedido com nome bem comprido")
+    toast = phone.locator("#toasts .toast").first
+    expect(toast).to_contain_text("Depósito de R$ 1.234,56 realizado")
+
+    phone.evaluate("window.scrollTo(0, 0)")
+    layout = phone.evaluate(LAYOUT)
+    phone.screenshot(path=tmp_path / "phone-top.png")
+    assert_top_bar_uncovered(phone, layout)
+    assert layout["split"] == [], "R$ and its number on one line, always"
+
+    for y in range(0, layout["height"], 40):  # the badge, wherever one scrolls
+        phone.evaluate(f"window.scrollTo(0, {y})")
+        seen = phone.evaluate(LAYOUT)
+        covered = [a["text"] for a in seen["amounts"] if overlaps(seen["pill"], a)]
+        assert covered == [], f"the connection badge covers {covered} at scroll {y}"
+    phone.screenshot(path=tmp_path / "phone-full.png", full_page=True)
+    toast.click()  # a click dismisses a toast
+    expect(toast).to_have_count(0)
+    assert recorded.console_errors == [] and recorded.page_errors == []
