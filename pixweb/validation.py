@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+from pixweb.errors import ControlCharacterError
+
 # Ids are INT (merchants, accounts) or BIGINT (movements, notifications): a larger number
 # overflows the query (a 500 on PostgreSQL) instead of simply matching nothing, so it is
 # refused before any query is built.
@@ -26,3 +28,27 @@ def parse_id(text: object, maximum: int) -> int | None:
     if isinstance(text, str) and _ID.fullmatch(text):
         return checked_id(int(text), maximum)
     return None
+
+
+# Unicode's control characters (C0, DEL, C1: NUL makes PostgreSQL fail the statement while
+# SQLite stores it) and unpaired surrogates (no UTF-8 database or socket can carry them).
+_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+CONTROL_MESSAGE = "must not contain control characters"
+
+
+def has_forbidden(text: str) -> bool:
+    """Whether `text` holds a control character or an unpaired surrogate."""
+    return _FORBIDDEN.search(text) is not None
+
+
+def shown(text: str) -> str:
+    """`text` fit to echo back (in a message, a log): each forbidden character becomes U+FFFD."""
+    return _FORBIDDEN.sub("\ufffd", text)
+
+
+def check_text(field: str, value: str) -> str:
+    """`value`, or ControlCharacterError naming `field` when it holds a control character
+    or an unpaired surrogate: the check every text a service stores or looks up passes."""
+    if _FORBIDDEN.search(value):
+        raise ControlCharacterError(f"{field} {CONTROL_MESSAGE}", fields={field: CONTROL_MESSAGE})
+    return value

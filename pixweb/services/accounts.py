@@ -6,8 +6,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
+from pixweb import validation
 from pixweb.broker import Broker
-from pixweb.errors import InvalidInputError, NotFoundError, UnprocessableError
+from pixweb.errors import NotFoundError, UnprocessableError
 from pixweb.models import Merchant, Movement, MovementKind
 from pixweb.services import merchants
 from pixweb.services.clock import utcnow
@@ -75,10 +76,9 @@ async def transfer(
     idempotency_key: str | None = None,
 ) -> tuple[Movement, bool]:
     """Move money to another merchant's account; return the sender's movement."""
-    try:
-        email = merchants.normalize_email(to_email)
-    except InvalidInputError as exc:
-        raise InvalidInputError(exc.detail, fields={"to_email": exc.detail}) from exc
+    email = merchants.normalize_email(to_email, field="to_email")
+    if description is not None:
+        validation.check_text("description", description)
     recipient = await Merchant.get_or_none(email=email)
     if recipient is None:
         raise NotFoundError("no merchant with this e-mail", fields={"to_email": "not found"})

@@ -32,18 +32,16 @@ PASSWORD_MIN, PASSWORD_MAX = 8, 256
 MERCHANT_ID_MAX = validation.INT_MAX  # Merchant.id is an IntField
 
 
-def normalize_email(email: str) -> str:
-    """Lower-case and check an e-mail address, or raise InvalidInputError."""
-    email = email.strip().lower()
+def normalize_email(email: str, *, field: str = "email") -> str:
+    """Lower-case and check an e-mail address, or raise InvalidInputError naming `field`."""
+    email = validation.check_text(field, email.strip()).lower()
     if len(email) > 254 or not _EMAIL.fullmatch(email):
-        raise InvalidInputError(
-            "invalid e-mail address", fields={"email": "invalid e-mail address"}
-        )
+        raise InvalidInputError("invalid e-mail address", fields={field: "invalid e-mail address"})
     return email
 
 
 def _check_text(field: str, value: str, limit: int) -> str:
-    value = value.strip()
+    value = validation.check_text(field, value.strip())
     # The BR Code keeps only printable ASCII: a name with nothing left would make no code.
     if not value or len(value) > limit or not brcode.ascii_text(value, limit):
         message = f"must have 1 to {limit} characters, some of them letters or digits"
@@ -58,9 +56,11 @@ async def register_merchant(
     name = _check_text("name", name, 100)
     city = _check_text("city", city, 60)
     email = normalize_email(email)
+    validation.check_text("password", password)
     if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
         message = f"must have {PASSWORD_MIN} to {PASSWORD_MAX} characters"
         raise InvalidInputError(f"password {message}", fields={"password": message})
+    validation.check_text("pix_key", pix_key.strip())
     try:
         key_type, key = keys.normalize(pix_key)
     except InvalidInputError as exc:
@@ -84,6 +84,10 @@ async def register_merchant(
 
 async def authenticate(email: str, password: str) -> Merchant:
     """Return the merchant owning these credentials; one message for every failure."""
+    if validation.has_forbidden(email) or validation.has_forbidden(password):
+        # No account can have them, and they must not reach the query (nor the hasher: an
+        # unpaired surrogate cannot even be encoded).
+        raise AuthenticationError(BAD_CREDENTIALS)
     merchant = await Merchant.get_or_none(email=email.strip().lower())
     stored = merchant.password_hash if merchant else _DUMMY_HASH
     try:
@@ -108,6 +112,8 @@ def _verified_claims(token: str, secret: str) -> tuple[int, float]:
     The subject must be an id the database can hold: a signed token naming 2**70 is refused
     here, not left to overflow the query.
     """
+    if not token.isascii():  # a JWT is base64url; PyJWT would fail to encode a surrogate
+        raise AuthenticationError("invalid or expired token")
     try:
         claims = jwt.decode(
             token, secret, algorithms=[_JWT_ALGORITHM], options={"require": ["exp", "sub"]}

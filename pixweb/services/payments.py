@@ -14,6 +14,7 @@ from uuid import UUID
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 
+from pixweb import validation
 from pixweb.broker import Broker, Event
 from pixweb.errors import ConflictError, InvalidInputError, NotFoundError
 from pixweb.models import Merchant, Payment, PaymentStatus
@@ -63,6 +64,8 @@ async def create_payment(
     With an idempotency key, a repeat of the same request returns the first payment and
     the same key with another request is a ConflictError.
     """
+    if description is not None:
+        validation.check_text("description", description)
     if not EXPIRES_MIN <= expires_in <= EXPIRES_MAX:
         raise InvalidInputError(
             f"expires_in must be {EXPIRES_MIN}..{EXPIRES_MAX} seconds",

@@ -12,7 +12,7 @@ from enum import StrEnum
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from pixweb import money
+from pixweb import money, validation
 from pixweb.broker import Broker
 from pixweb.errors import ConflictError, NotFoundError, UnprocessableError
 from pixweb.models import Merchant, Movement, MovementKind, Notification, Payment, PaymentStatus
@@ -66,6 +66,9 @@ async def confirm_payment(
     Any number of concurrent confirmations change the row once (a conditional UPDATE in
     the same transaction as the credit); the others read it back as paid.
     """
+    validation.check_text("bank_payment_id", txid)
+    if end_to_end_id is not None:
+        validation.check_text("end_to_end_id", end_to_end_id)
     payment = await Payment.get_or_none(txid=txid)
     if payment is None:
         raise NotFoundError("no payment with this bank_payment_id")
@@ -154,6 +157,7 @@ async def pay_brcode(
 
     Returns the payer's movement and whether it is new (False: an idempotent replay).
     """
+    validation.check_text("brcode", code)
     source = await ledger.get_account(payer.id)
 
     async def work(outbox: Outbox, idempotency: ledger.Idempotency) -> Movement:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pixweb import money
 from pixweb.errors import (
     ConflictError,
+    ControlCharacterError,
     InvalidAmountError,
     InvalidInputError,
     NotFoundError,
@@ -23,6 +24,8 @@ FIELD_MESSAGES = {
     "brcode": "Código Pix inválido.",
     "expires_in": "Escolha uma validade entre 1 minuto e 7 dias.",
 }
+
+CONTROL_CHARACTERS = "Remova os caracteres invisíveis ou de controle deste campo."
 
 CODE_MESSAGES = {
     "insufficient_funds": "Saldo insuficiente.",
@@ -54,6 +57,8 @@ def messages_for(error: PixwebError, *, available_cents: int | None = None) -> d
             return {"": CODE_MESSAGES[error.code]}
         return {"": f"Saldo insuficiente: disponível {money.format_brl(available_cents)}."}
     fields = error.fields or {}
+    if isinstance(error, ControlCharacterError):
+        return dict.fromkeys(fields, CONTROL_CHARACTERS)
     messages = {name: FIELD_MESSAGES.get(name, "Valor inválido.") for name in fields}
     if isinstance(error, ConflictError) and "e-mail" in error.detail:
         messages["email"] = "Já existe uma conta com este e-mail."

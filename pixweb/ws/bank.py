@@ -17,7 +17,7 @@ from typing import Any
 
 from quart import Blueprint, current_app, websocket
 
-from pixweb import jsonload, money
+from pixweb import jsonload, money, validation
 from pixweb.broker import Event, SubscriptionLaggedError
 from pixweb.deps import get_broker, get_config, get_metrics
 from pixweb.errors import AuthenticationError, NotFoundError
@@ -160,7 +160,8 @@ async def _handle(session: _Session, raw: str | bytes) -> None:
         if merchant := await session.authenticate(data):
             await _send_balance(merchant, data.get("correntista_id"))
     else:
-        await _error(f"Evento desconhecido: {str(event)[:50]}")
+        # Echoed safely: an unpaired surrogate could not even be sent (no UTF-8 for it).
+        await _error(f"Evento desconhecido: {validation.shown(str(event)[:50])}")
 
 
 async def _send_balance(merchant: Merchant, requested: object) -> None:
