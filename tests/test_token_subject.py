@@ -23,6 +23,7 @@ from pixweb.config import Config
 from pixweb.models import Merchant, Notification
 from pixweb.services import merchants
 from pixweb.services.clock import utcnow
+from tests.web.test_auth import login
 
 # Each is refused by the token's own rules or names no merchant: the refusal is the same.
 BAD_SUBJECTS: list[Any] = [
@@ -199,3 +200,20 @@ def test_parse_and_check_ids() -> None:
         assert validation.parse_id(bad, validation.INT_MAX) is None, bad
         if bad != 1:
             assert validation.checked_id(bad, validation.INT_MAX) is None, bad
+
+
+# --- integers typed into forms ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("typed", ["²", "9" * 5000, "١٢٠", "-60", "60.0"])
+async def test_dashboard_charge_expiry_takes_ascii_seconds_only(
+    client: Client, merchant: Merchant, typed: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`"²".isdigit()` is True but int("²") fails; int() refuses 5,000 digits: each was a 500."""
+    token = await login(client)
+    headers = {"HX-Request": "true", "X-CSRF-Token": token}
+    form = {"value": "10,00", "description": "", "expires_in": typed}
+    with caplog.at_level(logging.ERROR):
+        response = await client.post("/dashboard/charge", form=form, headers=headers)
+    assert response.status_code == 422
+    no_errors_logged(caplog)
