@@ -31,6 +31,7 @@ from pixweb.api import accounts as api_accounts
 from pixweb.api import auth as api_auth
 from pixweb.api import health as api_health
 from pixweb.api import notifications as api_notifications
+from pixweb.api import openapi as api_openapi
 from pixweb.api import payments as api_payments
 from pixweb.broker import make_broker
 from pixweb.config import Config, load_config
@@ -77,6 +78,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Quart:
         redoc_ui_path=None,
         scalar_ui_path=None,
         security_schemes={"bearer": {"type": "http", "scheme": "bearer", "bearer_format": "JWT"}},
+        openapi_provider_class=api_openapi.Provider,
     )
     app.json = _strict_json_provider(app)
     _reuse_type_adapters()

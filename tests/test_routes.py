@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 from quart_schema.validation import QUART_SCHEMA_REQUEST_ATTRIBUTE
@@ -82,3 +83,63 @@ async def test_every_json_body_route_refuses_a_body_that_is_not_an_object(
             )
             assert response.status_code == 400, (rule.rule, body)
             assert (await response.get_json())["error"] == "invalid_body", (rule.rule, body)
+
+
+async def test_every_operation_declares_the_errors_its_shape_implies(client: Client) -> None:
+    """Credentials: 401; a body: 400, 413 (and the body is required); query: 400; path: 404.
+    Every error response is the one error body."""
+    spec = await (await client.get("/openapi.json")).get_json()
+    checked = 0
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            declared = set(operation["responses"])
+            where = f"{method.upper()} {path}"
+            locations = {parameter["in"] for parameter in operation.get("parameters", [])}
+            if operation.get("security"):
+                assert "401" in declared, where
+            if "requestBody" in operation:
+                assert {"400", "413"} <= declared, where
+                assert operation["requestBody"]["required"] is True, where
+            if "query" in locations:
+                assert "400" in declared, where
+            if "path" in locations:
+                assert "404" in declared, where
+            for status in declared - {"200", "201", "503"}:
+                content = operation["responses"][status]["content"]
+                schema = content["application/json"]["schema"]
+                assert schema["$ref"].startswith("#/components/schemas/Error"), (where, status)
+                checked += 1
+    assert checked >= 30
+
+
+async def test_non_json_responses_declare_their_media_types(client: Client) -> None:
+    spec = await (await client.get("/openapi.json")).get_json()
+    qr = spec["paths"]["/payments/pix/qr_code/{filename}"]["get"]["responses"]["200"]
+    assert set(qr["content"]) == {"image/png", "image/svg+xml"}
+    metrics = spec["paths"]["/metrics"]["get"]["responses"]["200"]
+    assert set(metrics["content"]) == {"text/plain"}
+
+
+async def test_a_wrong_method_names_the_allowed_ones(client: Client) -> None:
+    response = await client.open("/payments", method="TRACE")
+    assert response.status_code == 405
+    assert "GET" in response.headers["Allow"]
+    assert (await response.get_json())["error"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize(
+    "value", ["0.5", "1700000000", "2024-05-01 12:00:00Z", "2024-05-01T12:00Z", "2024-05-01"]
+)
+async def test_date_time_query_parameters_are_rfc_3339(
+    client: Client, auth: dict[str, str], value: str
+) -> None:
+    """The document says `format: date-time`; "0.5" used to pass as a Unix time."""
+    for name in ("since", "until"):
+        response = await client.get(
+            "/accounts/me/movements", query_string={name: value}, headers=auth
+        )
+        assert response.status_code == 400, (name, value)
+        assert name in (await response.get_json())["fields"]
+    valid = {"since": "2024-05-01T12:00:00Z", "until": "2024-05-01T12:00:00.5-03:00"}
+    response = await client.get("/accounts/me/movements", query_string=valid, headers=auth)
+    assert response.status_code == 200

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 from quart import Blueprint
 from quart_schema import (
     document_headers,
@@ -16,8 +17,17 @@ from quart_schema import (
 )
 
 from pixweb import money
+from pixweb.api.openapi import errors
 from pixweb.api.security import Handler, bearer_required
-from pixweb.api.types import DB_ID_MAX, Amount, IdempotencyHeaders, idempotency_key
+from pixweb.api.types import (
+    DB_ID_MAX,
+    TEXT,
+    TRIMMED_TEXT,
+    Amount,
+    IdempotencyHeaders,
+    Timestamp,
+    idempotency_key,
+)
 from pixweb.deps import current_merchant, get_broker
 from pixweb.models import Movement, MovementKind
 from pixweb.services import accounts, ledger, settlement
@@ -59,20 +69,39 @@ class ValueIn(BaseModel):
     value: Amount
 
 
+TRANSFER_EXAMPLE: JsonDict = {
+    "to_email": "fornecedor@example.com",
+    "value": "10.00",
+    "description": "Pão",
+}
+
+
 class TransferIn(ValueIn):
-    to_email: str = Field(max_length=254)
-    description: str | None = Field(None, max_length=140)
+    model_config = ConfigDict(
+        extra="forbid", strict=True, json_schema_extra={"examples": [TRANSFER_EXAMPLE]}
+    )
+    to_email: str = Field(
+        max_length=254,
+        description="Another merchant's e-mail (400 if no address, 404 if no one)",
+        json_schema_extra=TRIMMED_TEXT,
+    )
+    description: str | None = Field(None, max_length=140, json_schema_extra=TEXT)
 
 
 class PayIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    brcode: str = Field(min_length=1, max_length=1024, description="Pix Copia e Cola")
+    brcode: str = Field(
+        min_length=1,
+        max_length=1024,
+        description="Pix Copia e Cola of a pixweb charge (422 for any other code)",
+        json_schema_extra=TEXT,
+    )
 
 
 class MovementsQuery(BaseModel):
     kind: MovementKind | None = None
-    since: AwareDatetime | None = Field(None, description="ISO 8601 with a time zone")
-    until: AwareDatetime | None = Field(None, description="ISO 8601 with a time zone")
+    since: Timestamp | None = Field(None, description="RFC 3339: 2024-05-01T12:00:00Z")
+    until: Timestamp | None = Field(None, description="RFC 3339: 2024-05-01T12:00:00Z")
     limit: int = Field(20, ge=1, le=100)
     before: int | None = Field(None, ge=1, le=DB_ID_MAX)
 
@@ -100,11 +129,12 @@ async def get_account() -> AccountOut:
     )
 
 
-def _money_route(path: str, body: type[BaseModel]) -> Callable[[Handler], Handler]:
-    """Stack the decorators every money-moving route shares."""
+def _money_route(path: str, body: type[BaseModel], *statuses: int) -> Callable[[Handler], Handler]:
+    """Stack the decorators every money-moving route shares; `statuses`: its error statuses."""
 
     def decorate(handler: Handler) -> Handler:
         for decorator in (
+            errors(409, *statuses),  # 409: an Idempotency-Key reused for another request
             validate_response(MovementOut, 200),
             validate_response(MovementOut, 201),
             validate_request(body),
@@ -130,7 +160,7 @@ async def deposit(data: ValueIn) -> tuple[MovementOut, int]:
     )
 
 
-@_money_route("/accounts/me/withdrawals", ValueIn)
+@_money_route("/accounts/me/withdrawals", ValueIn, 422)
 async def withdraw(data: ValueIn) -> tuple[MovementOut, int]:
     """Take money out of the account (never below zero: 422)."""
     merchant = await current_merchant()
@@ -141,7 +171,7 @@ async def withdraw(data: ValueIn) -> tuple[MovementOut, int]:
     )
 
 
-@_money_route("/accounts/me/transfers", TransferIn)
+@_money_route("/accounts/me/transfers", TransferIn, 404, 422)
 async def transfer(data: TransferIn) -> tuple[MovementOut, int]:
     """Send money to another merchant by e-mail."""
     merchant = await current_merchant()
@@ -157,7 +187,7 @@ async def transfer(data: TransferIn) -> tuple[MovementOut, int]:
     )
 
 
-@_money_route("/accounts/me/payments", PayIn)
+@_money_route("/accounts/me/payments", PayIn, 422)
 async def pay(data: PayIn) -> tuple[MovementOut, int]:
     """Pay a pixweb charge's copy-paste code from the balance."""
     merchant = await current_merchant()

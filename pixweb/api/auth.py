@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 from quart import Blueprint
 from quart_schema import tag, validate_request, validate_response
 
 from pixweb import throttle
 from pixweb.api.openapi import errors
+from pixweb.api.types import TEXT, TRIMMED_TEXT
 from pixweb.deps import get_config
 from pixweb.models import Merchant
 from pixweb.services import merchants
@@ -17,13 +19,45 @@ from pixweb.services import merchants
 blueprint = Blueprint("api_auth", __name__)
 
 
+REGISTER_EXAMPLE: JsonDict = {
+    "name": "Padaria São João",
+    "email": "padaria@example.com",
+    "password": "correct horse battery",
+    "city": "São Paulo",
+    "pix_key": "(11) 99876-5432",
+}
+LOGIN_EXAMPLE: JsonDict = {"email": "loja@example.com", "password": "correct horse battery"}
+
+
 class RegisterIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    name: str = Field(min_length=1, max_length=100)
-    email: str = Field(max_length=254)
-    password: str = Field(min_length=8, max_length=256)
-    city: str = Field(min_length=1, max_length=60)
-    pix_key: str = Field(max_length=100, description="CPF, CNPJ, e-mail, +55 phone or EVP")
+    model_config = ConfigDict(
+        extra="forbid", strict=True, json_schema_extra={"examples": [REGISTER_EXAMPLE]}
+    )
+    name: str = Field(
+        min_length=1,
+        max_length=100,
+        description="Not empty once folded to ASCII (400)",
+        json_schema_extra=TRIMMED_TEXT,
+    )
+    email: str = Field(
+        max_length=254,
+        description="An address, local@domain.tld (400 if not)",
+        json_schema_extra=TRIMMED_TEXT,
+    )
+    password: str = Field(min_length=8, max_length=256, json_schema_extra=TEXT)
+    city: str = Field(
+        min_length=1,
+        max_length=60,
+        description="Not empty once folded to ASCII (400)",
+        json_schema_extra=TRIMMED_TEXT,
+    )
+    pix_key: str = Field(
+        max_length=100,
+        json_schema_extra=TRIMMED_TEXT,
+        description="CPF, CNPJ, e-mail, phone or random key (EVP), masks allowed:"
+        " 123.456.789-09, (12) 99876-5432, +55 12 99876-5432. 11 bare digits are a CPF."
+        " CPF and CNPJ check digits are verified (400 if wrong).",
+    )
 
 
 class MerchantOut(BaseModel):
@@ -49,9 +83,11 @@ class MerchantOut(BaseModel):
 
 
 class LoginIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    email: str = Field(max_length=254)
-    password: str = Field(max_length=256)
+    model_config = ConfigDict(
+        extra="forbid", strict=True, json_schema_extra={"examples": [LOGIN_EXAMPLE]}
+    )
+    email: str = Field(max_length=254, json_schema_extra=TEXT)
+    password: str = Field(max_length=256, json_schema_extra=TEXT)
 
 
 class TokenOut(BaseModel):

@@ -105,7 +105,10 @@ def handle_http_error(error: HTTPException) -> Response:
         detail = str(cause) if isinstance(cause, TooDeepError) else "the body is not valid JSON"
         return error_response(400, "invalid_body", detail)
     code = (error.name or "error").lower().replace(" ", "_")
-    return error_response(status, code, error.description or code)
+    response = error_response(status, code, error.description or code)
+    # A 405 names the methods the resource has (RFC 9110): keep werkzeug's Allow header.
+    response.headers.extend((k, v) for k, v in error.get_headers() if k.lower() == "allow")
+    return response
 
 
 def handle_unexpected_error(error: Exception, request_id: str) -> Response:

@@ -9,6 +9,7 @@ from quart import Blueprint, Response
 from quart_schema import tag, validate_response
 from tortoise.connection import get_connection
 
+from pixweb.api.openapi import media
 from pixweb.deps import get_broker, get_metrics
 from pixweb.metrics import CONTENT_TYPE
 
@@ -56,6 +57,7 @@ async def readyz() -> tuple[Readiness, int]:
 
 @blueprint.get("/metrics")
 @tag(["operations"])
+@media(200, "text/plain", description="Prometheus text exposition")
 async def metrics() -> Response:
     """Prometheus exposition of this process's metrics."""
     return Response(get_metrics().render(), content_type=CONTENT_TYPE)

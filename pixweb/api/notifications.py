@@ -10,7 +10,7 @@ from quart import Blueprint
 from quart_schema import tag, validate_querystring, validate_request, validate_response
 
 from pixweb.api.security import bearer_required
-from pixweb.api.types import DB_ID_MAX
+from pixweb.api.types import DB_ID_MAX, INTEGER
 from pixweb.deps import current_merchant
 from pixweb.services import ledger, notifications
 
@@ -38,8 +38,26 @@ class HistoryQuery(BaseModel):
 
 
 class ReadIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    ids: list[Annotated[int, Field(ge=1, le=DB_ID_MAX)]] | None = Field(None, max_length=500)
+    # The document states one_of's rule too: ids (all false or absent), or all true (no ids).
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "anyOf": [
+                {
+                    "required": ["ids"],
+                    "properties": {"ids": {"type": "array"}, "all": {"const": False}},
+                },
+                {
+                    "required": ["all"],
+                    "properties": {"ids": {"type": "null"}, "all": {"const": True}},
+                },
+            ]
+        },
+    )
+    ids: list[Annotated[int, Field(ge=1, le=DB_ID_MAX), INTEGER]] | None = Field(
+        None, max_length=500
+    )
     all: bool = False
 
     @model_validator(mode="after")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,8 +16,9 @@ from quart_schema import (
     validate_response,
 )
 
+from pixweb.api.openapi import errors, media
 from pixweb.api.security import bearer_required, signed_by_bank
-from pixweb.api.types import Amount, IdempotencyHeaders, idempotency_key
+from pixweb.api.types import INTEGER, TEXT, Amount, IdempotencyHeaders, idempotency_key
 from pixweb.deps import current_merchant, get_broker
 from pixweb.errors import NotFoundError
 from pixweb.models import Payment, PaymentStatus
@@ -29,13 +31,14 @@ blueprint = Blueprint("api_payments", __name__)
 QR_MEDIA_TYPES = {"png": "image/png", "svg": "image/svg+xml"}
 
 
+ExpiresIn = Annotated[int, Field(ge=payments.EXPIRES_MIN, le=payments.EXPIRES_MAX), INTEGER]
+
+
 class PaymentIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     value: Amount
-    description: str | None = Field(None, max_length=140)
-    expires_in: int = Field(
-        payments.EXPIRES_DEFAULT, ge=payments.EXPIRES_MIN, le=payments.EXPIRES_MAX
-    )
+    description: str | None = Field(None, max_length=140, json_schema_extra=TEXT)
+    expires_in: ExpiresIn = payments.EXPIRES_DEFAULT
 
 
 class QrCodeLinks(BaseModel):
@@ -69,13 +72,22 @@ class PaymentList(BaseModel):
 class ListQuery(BaseModel):
     status: PaymentStatus | None = None
     limit: int = Field(20, ge=1, le=payments.PAGE_MAX)
-    cursor: str | None = Field(None, max_length=200)
+    cursor: str | None = Field(
+        None, max_length=200, description="Opaque: a `next_cursor` (400 for any other value)"
+    )
 
 
 class ConfirmationIn(BaseModel):
     # Banks add fields of their own (horario, infoPagador...): ignored, not refused.
     model_config = ConfigDict(extra="ignore", strict=True)
-    bank_payment_id: str = Field(min_length=1, max_length=35)
+    # pixweb issues 25-character txids (the database holds no longer one): a longer one, which
+    # another issuer's dynamic charge may carry (26 to 35), is refused here rather than looked up.
+    bank_payment_id: str = Field(
+        min_length=1,
+        max_length=payments.TXID_LENGTH,
+        description="The charge's txid",
+        json_schema_extra=TEXT,
+    )
     value: Amount
     end_to_end_id: str | None = Field(None, pattern=r"^E[0-9]{8}[0-9]{12}[A-Za-z0-9]{11}$")
 
@@ -84,6 +96,7 @@ class ConfirmationIn(BaseModel):
 @tag(["payments"])
 @bearer_required
 @document_headers(IdempotencyHeaders)
+@errors(409)
 @validate_request(PaymentIn)
 @validate_response(PaymentOut, 201)
 @validate_response(PaymentOut, 200)
@@ -129,6 +142,7 @@ async def get_payment(payment_id: UUID) -> PaymentOut:
 @blueprint.post("/payments/<uuid:payment_id>/cancel")
 @tag(["payments"])
 @bearer_required
+@errors(409)
 @validate_response(PaymentOut)
 async def cancel_payment(payment_id: UUID) -> PaymentOut:
     """Cancel a pending payment."""
@@ -141,6 +155,7 @@ async def cancel_payment(payment_id: UUID) -> PaymentOut:
 
 @blueprint.get("/payments/pix/qr_code/<filename>")
 @tag(["payments"])
+@media(200, *QR_MEDIA_TYPES.values(), description="The QR image")
 async def qr_code(filename: str) -> Response:
     """The payment's BR Code as a QR image: `<id>.png` or `<id>.svg`."""
     stem, _, extension = filename.rpartition(".")
@@ -187,6 +202,7 @@ class ConfirmationOut(PaymentOut):
 @blueprint.post("/payments/pix/confirmation")
 @tag(["bank"])
 @document_headers(ConfirmationHeaders)
+@errors(401, 404, 409, 422)
 @signed_by_bank
 @validate_request(ConfirmationIn)
 @validate_response(ConfirmationOut)
