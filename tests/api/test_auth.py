@@ -74,7 +74,7 @@ async def test_register_with_a_taken_email_conflicts(client, merchant, email) ->
     ("change", "field"),
     [
         ({"pix_key": "529.982.247-26"}, "pix_key"),  # bad CPF check digit
-        ({"pix_key": "5511999998888"}, "pix_key"),  # phone without '+'
+        ({"pix_key": "4915112345678"}, "pix_key"),  # a foreign phone without '+'
         ({"pix_key": "11999998888"}, "pix_key"),  # phone without '+', CPF-shaped
         ({"pix_key": ""}, "pix_key"),
         ({"password": "1234567"}, "password"),
