@@ -11,6 +11,7 @@ from quart import Quart, Response, g, has_request_context, request, websocket
 from quart.typing import ResponseTypes
 
 from pixweb.deps import get_metrics
+from pixweb.throttle import client_address
 
 REQUEST_ID_HEADER = "X-Request-ID"
 log = logging.getLogger("pixweb.access")
@@ -70,7 +71,7 @@ def init_app(app: Quart, *, json_logs: bool) -> None:
                         "route": route,
                         "status": response.status_code,
                         "duration_ms": round((time.perf_counter() - g.get("started", 0)) * 1000, 2),
-                        "remote": request.remote_addr,
+                        "remote": client_address(),  # the client, not the proxy in front
                     }
                 )
             )

@@ -12,6 +12,7 @@ import pytest
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
+from pixweb.app import create_app
 from tests.e2e.harness import Server
 from tests.support import PRODUCTION
 
@@ -93,6 +94,41 @@ class TestProductionLogs:
             "/healthz",
             200,
         )
+
+    @pytest.mark.parametrize(
+        ("trusted", "logged"), [((), "127.0.0.1"), (("127.0.0.1/32",), "203.0.113.9")]
+    )
+    async def test_the_log_names_the_client_behind_a_trusted_proxy_only(
+        self,
+        app_overrides: dict[str, Any],
+        database_url: str,
+        caplog: pytest.LogCaptureFixture,
+        trusted: tuple[str, ...],
+        logged: str,
+    ) -> None:
+        application = create_app(
+            {
+                **app_overrides,
+                "testing": True,
+                "database_url": database_url,
+                "auto_migrate": True,
+                "trusted_proxies": ",".join(trusted),
+            }
+        )
+        logger = logging.getLogger("pixweb.access")
+        logger.addHandler(caplog.handler)
+        try:
+            async with application.test_app():
+                with caplog.at_level(logging.INFO, logger="pixweb.access"):
+                    await application.test_client().get(
+                        "/healthz",
+                        headers={"X-Forwarded-For": "198.51.100.1, 203.0.113.9"},
+                        scope_base={"client": ("127.0.0.1", 50000)},
+                    )
+        finally:
+            logger.removeHandler(caplog.handler)
+        lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "pixweb.access"]
+        assert [line["remote"] for line in lines] == [logged]
 
 
 async def test_sigterm_closes_sockets_with_1012_then_exits(tmp_path: Path) -> None:
