@@ -22,6 +22,7 @@ from pixweb import (
     __version__,
     db,
     error_handlers,
+    headers,
     jsonload,
     observability,
     throttle,
@@ -92,6 +93,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Quart:
     app.extensions[TOKENS_KEY] = merchants.TokenCache(config.secret_key)
     _init_lifecycle(app, config)
     observability.init_app(app, json_logs=config.production)
+    headers.init_app(app, production=config.production)
     blueprints = (
         api_health.blueprint,
         api_auth.blueprint,
