@@ -86,7 +86,7 @@ def init_app(app: Quart) -> None:
             return await _socket_error(error)
         response = api_errors.handle_unexpected_error(error, observability.request_id())
         if _wants_html():
-            return await web_errors.error_page(500)
+            return await web_errors.error_page(500, request_id=observability.request_id())
         return response
 
 

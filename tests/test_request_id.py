@@ -78,6 +78,7 @@ async def test_the_html_500_page_logs_the_id_of_its_header(
     assert response.content_type.startswith("text/html")
     header = response.headers[REQUEST_ID_HEADER]
     assert error_ids(caplog) == [header]
+    assert f"<code>{header}</code>" in await response.get_data(as_text=True)  # for support
 
 
 async def test_a_failure_before_the_id_was_assigned_still_has_one_id(

@@ -13,10 +13,12 @@ MESSAGES = {
 }
 
 
-async def error_page(status: int) -> tuple[str, int]:
-    """Render the pt-BR page for an HTTP error status."""
+async def error_page(status: int, *, request_id: str | None = None) -> tuple[str, int]:
+    """Render the pt-BR page for an HTTP error status; a 500 shows the id its log line has."""
     title, message = MESSAGES.get(status, ("Erro", "Não foi possível atender ao pedido."))
-    page = await render_template("pages/error.html", status=status, title=title, message=message)
+    page = await render_template(
+        "pages/error.html", status=status, title=title, message=message, request_id=request_id
+    )
     return page, status
 
 
