@@ -36,6 +36,7 @@ def payment_pages(browser: Browser, server: Server, token: str) -> list[Path]:
         page.goto(payment["payment_url"])
         status = page.locator("#payment-status")
         expect(status).to_have_attribute("data-status", "pending")
+        expect(page.locator("#live-state")).to_have_attribute("data-state", "online")
         expect(page.locator("[data-countdown]")).to_have_text(re.compile(r"^\d\d:\d\d$"))
         pending = OUTPUT / "payment-pending.png"
         page.screenshot(path=pending, full_page=True)

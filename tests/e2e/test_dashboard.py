@@ -24,7 +24,7 @@ NewTab = Callable[..., Page]
 GREEN = "rgb(24, 169, 87)"  # .connection.online .dot
 RED = "rgb(180, 35, 24)"  # .connection .dot (var(--red))
 LIVE = 3_000  # a pushed fragment lands well within this
-RECONNECT = 30_000  # the ws extension backs off with full jitter: 1, 2, 4, 8, 16 s at most
+RECONNECT = 5_000  # live.js retries every 0.5-1 s while the server is away
 
 
 def open_dashboard(new_tab: NewTab, server: Server, who: str, **options: Any) -> Page:
