@@ -87,6 +87,13 @@ class UnprocessableError(PixwebError):
     code = "unprocessable"
 
 
+class UnsafeUrlError(UnprocessableError):
+    """A URL pixweb's server would call refused: plain http where https is required, or a
+    host on a loopback, private, link-local or otherwise non-public address (HTTP 422)."""
+
+    code = "url_refused"
+
+
 class RateLimitedError(PixwebError):
     """Too many attempts: the client may try again after `retry_after` seconds (HTTP 429)."""
 
