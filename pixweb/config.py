@@ -12,11 +12,14 @@ import os
 import re
 import secrets
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from pixweb import crypto
+from pixweb.errors import EncryptionError
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 ENVIRONMENTS = ("development", "production")
@@ -38,6 +41,8 @@ class Config:
     # Kept out of repr: a logged or printed Config must not carry them.
     secret_key: str = field(default="", repr=False)
     webhook_secret: str = field(default="", repr=False)
+    # Encrypts merchants' PSP client secrets and private keys at rest (pixweb.crypto).
+    encryption_key: str = field(default="", repr=False)
     broker_url: str = "memory://"
     # Where payers and PSPs reach pixweb (scheme://host[:port]): every absolute link is built
     # from it, never from the request's Host header, which the client chooses.
@@ -45,6 +50,9 @@ class Config:
     # Proxies whose X-Forwarded-For is believed (IPs or CIDRs); from anyone else the peer's
     # own address is the client's, whatever the header says.
     trusted_proxies: tuple[IPNetwork, ...] = ()
+    # Let merchants point pixweb at loopback, private or link-local addresses (an on-premises
+    # PSP gateway, tests): off, such URLs are refused (pixweb.netguard).
+    allow_private_urls: bool = False
     # Login and sign-up attempts per minute per client address, and per ten minutes per
     # account tried (0: no limit, for load tests).
     auth_rate_limit: int = 10
@@ -75,6 +83,9 @@ MIN_SECRET_CHARS = 32
 # ~115 bits, `token_urlsafe(32)` ~205, "abcd" * 8 64.
 MIN_SECRET_BITS = 80
 SECRET_HINT = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+ENCRYPTION_KEY_HINT = 'python -c "from pixweb.crypto import generate_key; print(generate_key())"'
+_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True}
+_BOOLEANS |= {"0": False, "false": False, "no": False, "off": False, "": False}
 
 
 def load_config(
@@ -100,7 +111,7 @@ def load_config(
         raise ConfigError(
             f"PIXWEB_ENV must be one of {', '.join(ENVIRONMENTS)}, not {config.env!r}"
         )
-    return _with_public_url(_with_secrets(config))
+    return _with_public_url(_with_encryption_key(_with_secrets(config)))
 
 
 def _networks(given: str | Iterable[str | IPNetwork]) -> tuple[IPNetwork, ...]:
@@ -123,8 +134,10 @@ def _coerce(name: str, raw: str) -> Any:
             return int(raw)
         except ValueError as exc:
             raise ConfigError(f"PIXWEB_{name.upper()} must be an integer") from exc
-    if name in {"testing", "auto_migrate"}:
-        return raw.lower() in {"1", "true", "yes"}
+    if name in {"testing", "auto_migrate", "allow_private_urls"}:
+        if raw.strip().lower() not in _BOOLEANS:
+            raise ConfigError(f"PIXWEB_{name.upper()} must be 1 or 0 (true/false), not {raw!r}")
+        return _BOOLEANS[raw.strip().lower()]
     return raw
 
 
@@ -170,16 +183,46 @@ def _with_secrets(config: Config) -> Config:
     if config.testing:
         fresh: dict[str, Any] = {name: secrets.token_urlsafe(32) for name in missing}
         return replace(config, **fresh)
+    generated: dict[str, Any] = {
+        name: _instance_secret(config, name, secrets.token_urlsafe) for name in missing
+    }
+    return replace(config, **generated)
+
+
+def _instance_secret(config: Config, name: str, make: Callable[[int], str]) -> str:
+    """Development's secret `name`, generated once into instance/ (0600) and kept."""
     folder = Path(config.instance_path)
     folder.mkdir(parents=True, exist_ok=True)
-    generated: dict[str, Any] = {}
-    for name in missing:
-        path = folder / name
-        if not path.exists():
-            path.write_text(secrets.token_urlsafe(32))
-            path.chmod(0o600)
-        generated[name] = path.read_text().strip()
-    return replace(config, **generated)
+    path = folder / name
+    if not path.exists():
+        path.write_text(make(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _with_encryption_key(config: Config) -> Config:
+    """Check PIXWEB_ENCRYPTION_KEY (required in production); development generates one into
+    instance/encryption_key, tests a fresh one per app."""
+    key = config.encryption_key.strip()
+    source = ""
+    if not key:
+        if config.production:
+            raise ConfigError(
+                "production needs PIXWEB_ENCRYPTION_KEY: it encrypts the merchants' PSP client"
+                " secrets and private keys at rest. Generate one with: "
+                f"{ENCRYPTION_KEY_HINT}, and keep it as safe as the database backups: without"
+                " it the stored PSP credentials cannot be read back (merchants would have to"
+                " connect their PSP again)"
+            )
+        if config.testing:
+            return replace(config, encryption_key=crypto.generate_key())
+        key = _instance_secret(config, "encryption_key", lambda _: crypto.generate_key())
+        source = f" (read from {Path(config.instance_path) / 'encryption_key'})"
+    try:
+        crypto.parse_key(key)
+    except EncryptionError as exc:
+        raise ConfigError(exc.detail + source) from None
+    return replace(config, encryption_key=key)
 
 
 _HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\.?")

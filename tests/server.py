@@ -27,6 +27,7 @@ STOP_TIMEOUT = 15.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SECRET_KEY = "test-secret-key-not-for-production-0123456789"
 WEBHOOK_SECRET = "test-webhook-secret-0123456789-0123456789"
+ENCRYPTION_KEY = "nrhIV2oZ7Uis1ezY7svkHV1UBdELtMpvBjjioUPb-28="
 
 
 def free_port() -> int:
@@ -86,6 +87,7 @@ class Server:
             PIXWEB_INSTANCE_PATH=str(self.workdir / "instance"),
             PIXWEB_SECRET_KEY=self.secret_key,
             PIXWEB_WEBHOOK_SECRET=self.webhook_secret,
+            PIXWEB_ENCRYPTION_KEY=ENCRYPTION_KEY,
             PIXWEB_PUBLIC_URL=self.url,
             # Every test and benchmark client signs up and logs in from 127.0.0.1.
             PIXWEB_AUTH_RATE_LIMIT="1000",

@@ -17,6 +17,7 @@ PRODUCTION: dict[str, Any] = {
     "secret_key": "test-secret-key-not-for-production-0123456789",
     "webhook_secret": "test-webhook-secret-0123456789-0123456789",
     "public_url": "https://pix.example.com",
+    "encryption_key": "B7hnaGHdD5dcNbXDNOD-SXpwuBcJO8A5CItX-trmndE=",
 }
 
 

@@ -32,6 +32,7 @@ def test_production_with_explicit_secrets_starts() -> None:
         "PIXWEB_SECRET_KEY": STRONG,
         "PIXWEB_WEBHOOK_SECRET": STRONG_WEBHOOK,
         "PIXWEB_PUBLIC_URL": "https://pix.example.com/",
+        "PIXWEB_ENCRYPTION_KEY": PRODUCTION["encryption_key"],
     }
     config = load_config(environ=environ)
     assert (config.secret_key, config.webhook_secret) == (STRONG, STRONG_WEBHOOK)
