@@ -22,6 +22,8 @@ from pixweb.services import merchants
 from tests.support import fresh_postgres_database, signed
 
 PASSWORD = "correct horse battery"
+# The fake mTLS PSP (fixtures `pki`, `psp`, `connect`), for tests/psp and the connection's tests.
+pytest_plugins = ["tests.psp_fake"]
 
 
 @pytest.fixture
