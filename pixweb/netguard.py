@@ -115,14 +115,13 @@ async def resolve(host: str, port: int) -> list[IPAddress]:
     return list(dict.fromkeys(a for a in found if a is not None))
 
 
-async def check_url(url: str, policy: UrlPolicy, *, field: str = "url") -> list[IPAddress]:
-    """Refuse `url` unless it is http(s) with a host (https under `require_https`), without
-    credentials or fragment, whose every address is public (unless `allow_private`). Return
-    the addresses checked (none when private ones are allowed: nothing was resolved)."""
+def _refuse(field: str, message: str) -> UnsafeUrlError:
+    return UnsafeUrlError(f"{field} {message}", fields={field: message})
 
-    def refuse(message: str) -> UnsafeUrlError:
-        return UnsafeUrlError(f"{field} {message}", fields={field: message})
 
+def check_syntax(url: str, policy: UrlPolicy, *, field: str = "url") -> tuple[str, int]:
+    """The host and port of `url`, once it is http(s) with a host (https under
+    `require_https`), without credentials or fragment. Nothing is resolved."""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -138,23 +137,31 @@ async def check_url(url: str, policy: UrlPolicy, *, field: str = "url") -> list[
         message = "must not carry credentials (user:password@) or a fragment (#)"
         raise InvalidInputError(f"{field} {message}", fields={field: message})
     if policy.require_https and parts.scheme != "https":
-        raise refuse("must be https (plain http is refused in production)")
+        raise _refuse(field, "must be https (plain http is refused in production)")
+    return host, port or (443 if parts.scheme == "https" else 80)
+
+
+async def check_url(url: str, policy: UrlPolicy, *, field: str = "url") -> list[IPAddress]:
+    """Refuse `url` unless it passes `check_syntax` and every address its host resolves to
+    is public (unless `allow_private`). Return the addresses checked (none when private ones
+    are allowed: nothing was resolved)."""
+    host, port = check_syntax(url, policy, field=field)
     if policy.allow_private:
         return []
-    port = port or (443 if parts.scheme == "https" else 80)
     try:
         addresses = await resolve(host, port)
     except (OSError, TimeoutError, UnicodeError) as exc:
         reason = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
-        raise refuse(f"has a host that does not resolve ({host}: {reason})") from None
+        raise _refuse(field, f"has a host that does not resolve ({host}: {reason})") from None
     if not addresses:
-        raise refuse(f"has a host that does not resolve ({host})")
+        raise _refuse(field, f"has a host that does not resolve ({host})")
     for address in addresses:
         why = refusal(address)
         if why is not None:
             shown = host if _parse_ip(host) else f"{host} resolves to {address}"
-            raise refuse(
+            raise _refuse(
+                field,
                 f"points to a non-public address ({shown}: {why}): pixweb only calls addresses "
-                "on the public internet unless PIXWEB_ALLOW_PRIVATE_URLS=1"
+                "on the public internet unless PIXWEB_ALLOW_PRIVATE_URLS=1",
             )
     return addresses
