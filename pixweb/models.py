@@ -1,11 +1,12 @@
-"""Tortoise models: merchants, their PIX payments, accounts, ledger and notifications."""
+"""Tortoise models: merchants, their PIX payments, accounts, ledger, notifications and the
+Pix their accounts received."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 from tortoise import fields
 from tortoise.models import Model
@@ -32,6 +33,26 @@ class MovementKind(StrEnum):
     TRANSFERENCIA_RECEBIDA = "transferencia_recebida"
     PAGAMENTO = "pagamento"
     PIX_RECEBIDO = "pix_recebido"
+
+
+class PixSource(StrEnum):
+    """What brought pixweb a received Pix."""
+
+    WEBHOOK = "webhook"  # the PSP's standard webhook
+    RECONCILIATION = "reconciliation"  # found by paging the PSP's GET /pix
+    CONFIRMATION = "confirmation"  # the seed's signed POST /payments/pix/confirmation
+    SANDBOX = "sandbox"  # pixweb's own sandbox PSP
+
+
+class PixOutcome(StrEnum):
+    """What a received Pix did to the charge its txid names. Only `matched` paid one."""
+
+    MATCHED = "matched"  # paid its charge (or attached to one by the merchant)
+    LATE = "late"  # its charge had expired or been cancelled
+    DUPLICATE = "duplicate"  # its charge was already paid by another Pix or a balance
+    AMOUNT_MISMATCH = "amount_mismatch"  # another amount than its charge's
+    UNKNOWN_TXID = "unknown_txid"  # its txid names no charge of this merchant
+    NO_TXID = "no_txid"  # paid to the Pix key directly
 
 
 class Merchant(Model):
@@ -126,7 +147,7 @@ class Movement(Model):
     class Meta:
         table = "movement"
         unique_together = (("account_id", "idempotency_key"),)
-        indexes = (("account_id", "created_at"),)
+        indexes = (("account_id", "created_at"), ("reference",))
 
 
 class Notification(Model):
@@ -146,4 +167,45 @@ class Notification(Model):
 
     class Meta:
         table = "notification"
+        indexes = (("merchant_id", "created_at"),)
+
+
+class ReceivedPix(Model):
+    """A Pix a merchant's bank account received, recorded once by its end_to_end_id.
+
+    `movement` is the one pix_recebido movement that credited it, whatever its outcome.
+    """
+
+    id = fields.UUIDField(primary_key=True, default=uuid4)
+    merchant: fields.ForeignKeyRelation[Merchant] = fields.ForeignKeyField(
+        "models.Merchant", related_name="received_pix", on_delete=fields.RESTRICT
+    )
+    # The BCB's endToEndId (32 characters, some PSPs send up to 35), or "txid:<txid>" for
+    # a seed confirmation that named none, so that every credit has its record.
+    end_to_end_id = fields.CharField(max_length=35, unique=True)
+    amount_cents = fields.BigIntField()
+    txid = fields.CharField(max_length=35, null=True)
+    paid_at = fields.DatetimeField()  # the PSP's `horario`
+    payer_name = fields.CharField(max_length=200, null=True)
+    payer_document = fields.CharField(max_length=18, null=True)  # masked, never the full one
+    source = fields.CharEnumField(PixSource, max_length=14)
+    outcome = fields.CharEnumField(PixOutcome, max_length=15)
+    # What it was when recorded, once the merchant attached it to a charge (outcome matched).
+    original_outcome = fields.CharEnumField(PixOutcome, max_length=15, null=True)
+    payment: fields.ForeignKeyNullableRelation[Payment] = fields.ForeignKeyField(
+        "models.Payment", related_name="received_pix", null=True, on_delete=fields.RESTRICT
+    )
+    movement: fields.OneToOneRelation[Movement] = fields.OneToOneField(
+        "models.Movement", related_name="received_pix", on_delete=fields.RESTRICT
+    )
+    created_at = fields.DatetimeField()
+    attach_key = fields.CharField(max_length=255, null=True)  # the attachment's Idempotency-Key
+
+    merchant_id: int
+    payment_id: UUID | None
+    movement_id: int
+
+    class Meta:
+        table = "received_pix"
+        unique_together = (("merchant_id", "attach_key"),)
         indexes = (("merchant_id", "created_at"),)
