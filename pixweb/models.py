@@ -209,3 +209,141 @@ class ReceivedPix(Model):
         table = "received_pix"
         unique_together = (("merchant_id", "attach_key"),)
         indexes = (("merchant_id", "created_at"),)
+
+
+class PspConnection(Model):
+    """A merchant's account at its PSP, reached through the Banco Central's API Pix.
+
+    client_secret, private_key_pem and webhook_url (it carries the webhook token) are
+    pixweb.crypto ciphertexts bound to the merchant and the field. The webhook intake finds
+    the merchant by webhook_token_hash, the SHA-256 of the token.
+    """
+
+    id = fields.IntField(primary_key=True)
+    merchant: fields.OneToOneRelation[Merchant] = fields.OneToOneField(
+        "models.Merchant", related_name="psp_connection", on_delete=fields.RESTRICT
+    )
+    base_url = fields.CharField(max_length=500)
+    token_url = fields.CharField(max_length=500)
+    client_id = fields.CharField(max_length=255)
+    client_secret = fields.TextField()  # encrypted
+    certificate_pem = fields.TextField()  # the client certificate and its chain: public
+    private_key_pem = fields.TextField()  # encrypted
+    server_ca_pem = fields.TextField(null=True)
+    certificate_subject = fields.TextField()
+    certificate_issuer = fields.TextField()
+    certificate_not_after = fields.DatetimeField()
+    chave = fields.CharField(max_length=77)  # the Pix key whose webhook pixweb registered
+    webhook_token_hash = fields.CharField(max_length=64, unique=True)
+    webhook_url = fields.TextField()  # encrypted
+    # Bumped by every change: a change computed from an older read is refused, not lost.
+    revision = fields.IntField(default=1)
+    connected_at = fields.DatetimeField()
+    last_reconciliation_at = fields.DatetimeField(null=True)
+
+    merchant_id: int
+
+    class Meta:
+        table = "psp_connection"
+
+
+# The built-in sandbox PSP (pixweb.psp.sandbox, development only): what a PSP would keep for
+# each merchant, its receiver. Statuses are the API Pix's own words (pixweb.psp.schemas).
+
+
+class SandboxCob(Model):
+    """An immediate charge (cob) at the sandbox PSP, unique per receiver and txid."""
+
+    id = fields.IntField(primary_key=True)  # also the charge's loc.id
+    merchant: fields.ForeignKeyRelation[Merchant] = fields.ForeignKeyField(
+        "models.Merchant", related_name="sandbox_cobs", on_delete=fields.CASCADE
+    )
+    txid = fields.CharField(max_length=35)
+    revisao = fields.IntField(default=0)
+    status = fields.CharField(max_length=31)  # CobStatus
+    amount_cents = fields.BigIntField()
+    chave = fields.CharField(max_length=77)
+    expiracao = fields.IntField()  # seconds after criacao
+    criacao = fields.DatetimeField()  # moved back by the late-payment scenario
+    solicitacao_pagador = fields.CharField(max_length=140, null=True)
+    devedor: dict[str, Any] | None = fields.JSONField(null=True)
+    info_adicionais: list[dict[str, Any]] | None = fields.JSONField(null=True)
+    location = fields.CharField(max_length=77, unique=True)  # without scheme, as in the code
+    pix_copia_e_cola = fields.TextField()
+
+    merchant_id: int
+
+    class Meta:
+        table = "sandbox_cob"
+        unique_together = (("merchant_id", "txid"),)
+
+
+class SandboxPix(Model):
+    """A Pix the sandbox PSP received for a merchant, with or without a txid."""
+
+    id = fields.IntField(primary_key=True)
+    merchant: fields.ForeignKeyRelation[Merchant] = fields.ForeignKeyField(
+        "models.Merchant", related_name="sandbox_pix", on_delete=fields.CASCADE
+    )
+    cob: fields.ForeignKeyNullableRelation[SandboxCob] = fields.ForeignKeyField(
+        "models.SandboxCob", related_name="pix", null=True, on_delete=fields.CASCADE
+    )
+    end_to_end_id = fields.CharField(max_length=32, unique=True)
+    txid = fields.CharField(max_length=35, null=True)
+    chave = fields.CharField(max_length=77)
+    amount_cents = fields.BigIntField()
+    horario = fields.DatetimeField()
+    payer_name = fields.CharField(max_length=200)
+    payer_cpf = fields.CharField(max_length=11)
+    info_pagador = fields.CharField(max_length=140, null=True)
+
+    merchant_id: int
+    cob_id: int | None
+
+    class Meta:
+        table = "sandbox_pix"
+        indexes = (("merchant_id", "horario"),)
+
+
+class SandboxDevolucao(Model):
+    """A refund of a sandbox Pix: EM_PROCESSAMENTO until settle_at, then final_status."""
+
+    id = fields.IntField(primary_key=True)
+    pix: fields.ForeignKeyRelation[SandboxPix] = fields.ForeignKeyField(
+        "models.SandboxPix", related_name="devolucoes", on_delete=fields.CASCADE
+    )
+    devolucao_id = fields.CharField(max_length=35)  # the id the merchant chose
+    rtr_id = fields.CharField(max_length=32, unique=True)
+    amount_cents = fields.BigIntField()
+    natureza = fields.CharField(max_length=18)
+    descricao = fields.CharField(max_length=140, null=True)
+    status = fields.CharField(max_length=16)  # DevolucaoStatus
+    final_status = fields.CharField(max_length=16)  # what it becomes at settle_at
+    motivo = fields.CharField(max_length=140, null=True)
+    requested_at = fields.DatetimeField()
+    settle_at = fields.DatetimeField()
+    settled_at = fields.DatetimeField(null=True)
+
+    pix_id: int
+
+    class Meta:
+        table = "sandbox_devolucao"
+        unique_together = (("pix_id", "devolucao_id"),)
+
+
+class SandboxWebhook(Model):
+    """The URL a merchant registered at the sandbox PSP for the Pix paid to one key."""
+
+    id = fields.IntField(primary_key=True)
+    merchant: fields.ForeignKeyRelation[Merchant] = fields.ForeignKeyField(
+        "models.Merchant", related_name="sandbox_webhooks", on_delete=fields.CASCADE
+    )
+    chave = fields.CharField(max_length=77)
+    url = fields.TextField()
+    criacao = fields.DatetimeField()
+
+    merchant_id: int
+
+    class Meta:
+        table = "sandbox_webhook"
+        unique_together = (("merchant_id", "chave"),)
