@@ -17,12 +17,14 @@ from pixweb.metrics import Metrics
 from pixweb.models import Merchant
 from pixweb.services import merchants
 from pixweb.services.merchants import MERCHANT_ID_MAX
+from pixweb.services.psp_clients import PspClients
 
 CONFIG_KEY = "pixweb.config"
 BROKER_KEY = "pixweb.broker"
 METRICS_KEY = "pixweb.metrics"
 SHUTDOWN_KEY = "pixweb.shutdown"
 TOKENS_KEY = "pixweb.tokens"
+PSP_CLIENTS_KEY = "pixweb.psp_clients"
 
 
 def get_config() -> Config:
@@ -38,6 +40,11 @@ def get_broker() -> Broker:
 def get_metrics() -> Metrics:
     """Return this app's metrics."""
     return cast(Metrics, current_app.extensions[METRICS_KEY])
+
+
+def get_psp_clients() -> PspClients:
+    """Return this process's cache of the merchants' PSP clients."""
+    return cast(PspClients, current_app.extensions[PSP_CLIENTS_KEY])
 
 
 def get_shutdown() -> asyncio.Event:
