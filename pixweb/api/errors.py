@@ -14,10 +14,15 @@ from werkzeug.routing.exceptions import WebsocketMismatch
 from pixweb.errors import (
     AuthenticationError,
     ConflictError,
+    EncryptionError,
     ForbiddenError,
     InvalidInputError,
     NotFoundError,
     PixwebError,
+    PspAuthError,
+    PspError,
+    PspTlsError,
+    PspUnavailableError,
     RateLimitedError,
     UnprocessableError,
 )
@@ -33,6 +38,13 @@ STATUS: dict[type[PixwebError], int] = {
     ConflictError: 409,
     UnprocessableError: 422,
     RateLimitedError: 429,
+    # The merchant's PSP (a PspRejectedError is an UnprocessableError: 422). Refused
+    # credentials or certificate are the merchant's to fix, not a gateway failure: 422.
+    PspUnavailableError: 503,
+    PspTlsError: 422,
+    PspAuthError: 422,
+    PspError: 502,
+    EncryptionError: 500,
 }
 
 
@@ -43,11 +55,13 @@ def error_response(
     fields: dict[str, Any] | None = None,
     *,
     retry_after: int | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Response:
     """Build the JSON error body every API route answers with."""
     body: dict[str, Any] = {"error": code, "detail": detail}
     if fields:
         body["fields"] = fields
+    body.update(extra or {})
     if retry_after is not None:
         body["retry_after"] = retry_after
     response = jsonify(body)
@@ -63,7 +77,12 @@ def handle_pixweb_error(error: PixwebError) -> Response:
     """Map a domain error to its status by the nearest class in STATUS."""
     status = next((s for cls, s in STATUS.items() if isinstance(error, cls)), 400)
     retry_after = error.retry_after if isinstance(error, RateLimitedError) else None
-    return error_response(status, error.code, error.detail, error.fields, retry_after=retry_after)
+    extra: dict[str, Any] = {}
+    if isinstance(error, PspError):  # where the PSP failed, and its own status
+        extra = {"step": error.step, "psp_status": error.psp_status}
+    return error_response(
+        status, error.code, error.detail, error.fields, retry_after=retry_after, extra=extra
+    )
 
 
 # pydantic error types meaning the body (or query) itself is not an object.

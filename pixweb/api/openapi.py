@@ -26,6 +26,12 @@ class ErrorOut(BaseModel):
     detail: str
     fields: dict[str, str] | None = Field(None, description="A message per field at fault")
     retry_after: int | None = Field(None, description="429 only: seconds to wait")
+    step: str | None = Field(
+        None,
+        description="The merchant's PSP failing only: where (tls, token, permission, webhook, "
+        "cob, pix, devolucao)",
+    )
+    psp_status: int | None = Field(None, description="The PSP's own HTTP status, if it answered")
 
 
 ERRORS_ATTRIBUTE = "_pixweb_error_statuses"
@@ -41,6 +47,8 @@ ERROR_MEANINGS = {
     413: "The body exceeds 64 KiB",
     422: "Understood but refused by a business rule (balance, amount, state)",
     429: "Too many attempts: wait `retry_after` seconds (also in the Retry-After header)",
+    502: "The merchant's PSP answered what pixweb cannot use (`step` says where)",
+    503: "The merchant's PSP could not be reached or kept failing (`step` says where)",
 }
 
 
