@@ -34,15 +34,26 @@ from pixweb.api import health as api_health
 from pixweb.api import notifications as api_notifications
 from pixweb.api import openapi as api_openapi
 from pixweb.api import payments as api_payments
+from pixweb.api import psp as api_psp
 from pixweb.broker import make_broker
 from pixweb.config import Config, load_config
-from pixweb.deps import BROKER_KEY, CONFIG_KEY, METRICS_KEY, SHUTDOWN_KEY, TOKENS_KEY
+from pixweb.deps import (
+    BROKER_KEY,
+    CONFIG_KEY,
+    METRICS_KEY,
+    PSP_CLIENTS_KEY,
+    SHUTDOWN_KEY,
+    TOKENS_KEY,
+)
 from pixweb.metrics import Metrics
+from pixweb.netguard import UrlPolicy
 from pixweb.services import merchants
+from pixweb.services.psp_clients import PspClients
 from pixweb.web import auth as web_auth
 from pixweb.web import dashboard as web_dashboard
 from pixweb.web import filters
 from pixweb.web import payments as web_payments
+from pixweb.web import psp as web_psp
 from pixweb.web import tools as web_tools
 from pixweb.ws import bank as ws_bank
 from pixweb.ws import dashboard as ws_dashboard
@@ -91,6 +102,12 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Quart:
     app.extensions[METRICS_KEY] = Metrics(broker)
     app.extensions[SHUTDOWN_KEY] = asyncio.Event()
     app.extensions[TOKENS_KEY] = merchants.TokenCache(config.secret_key)
+    app.extensions[PSP_CLIENTS_KEY] = PspClients(
+        encryption_key=config.encryption_key,
+        url_policy=UrlPolicy(
+            require_https=config.production, allow_private=config.allow_private_urls
+        ),
+    )
     _init_lifecycle(app, config)
     observability.init_app(app, json_logs=config.production)
     headers.init_app(app, production=config.production)
@@ -100,10 +117,12 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Quart:
         api_payments.blueprint,
         api_accounts.blueprint,
         api_notifications.blueprint,
+        api_psp.blueprint,
         web_payments.blueprint,
         web_tools.blueprint,
         web_auth.blueprint,
         web_dashboard.blueprint,
+        web_psp.blueprint,
         ws_payments.blueprint,
         ws_dashboard.blueprint,
         ws_bank.blueprint,
@@ -192,5 +211,6 @@ def _init_lifecycle(app: Quart, config: Config) -> None:
 
     @app.after_serving
     async def close_resources() -> None:
+        await app.extensions[PSP_CLIENTS_KEY].aclose()
         await app.extensions[BROKER_KEY].close()
         await db.close_database()
