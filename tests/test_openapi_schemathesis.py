@@ -33,7 +33,7 @@ from pixweb.services import webhooks
 # a Pix key's check digits, a name or city with nothing left in ASCII, an e-mail address's
 # shape (register, transfers: 400); a cursor not from `next_cursor` (400); a withdrawal,
 # transfer or payment above the balance, or a confirmation whose value is not the charge's
-# (422).
+# (422); a PSP connection's PEMs and URLs, which must parse and be reachable (400, 422).
 ACCEPTED = '"2xx", "3xx", "401", "403", "404", "409", "429", "5xx"'  # schemathesis' default
 CONFIG = f"""
 [generation]
@@ -59,6 +59,10 @@ checks.positive_data_acceptance.expected-statuses = [{ACCEPTED}, "400"]
 [[operations]]
 include-name = "POST /payments/pix/confirmation"
 checks.positive_data_acceptance.expected-statuses = [{ACCEPTED}, "422"]
+
+[[operations]]
+include-name = "PUT /merchants/me/psp"
+checks.positive_data_acceptance.expected-statuses = [{ACCEPTED}, "400", "422"]
 """
 
 
