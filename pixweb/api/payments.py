@@ -17,6 +17,7 @@ from quart_schema import (
 )
 
 from pixweb.api.openapi import errors, media
+from pixweb.api.received import ReconcileErrorOut, reconcile_error
 from pixweb.api.security import bearer_required, signed_by_bank
 from pixweb.api.types import INTEGER, TEXT, Amount, IdempotencyHeaders, idempotency_key
 from pixweb.deps import current_merchant, get_broker
@@ -188,13 +189,20 @@ CONFIRMATION_DETAILS = {
         " notified."
     ),
 }
+# With its end_to_end_id, a Pix for a charge paid from a balance is money of its own.
+RECORDED_DUPLICATE_DETAIL = (
+    "The charge was already settled by a payment from a pixweb balance. This Pix was"
+    " recorded as a separate received Pix (duplicate) and credited to the merchant, to"
+    " reconcile (GET /pix/received)."
+)
 
 
 class ConfirmationOut(PaymentOut):
     confirmation: settlement.Confirmation = Field(
         description="settled: this confirmation paid the charge. replayed: a repeat of the"
         " confirmation that paid it. already_settled_by_balance: the charge had been paid"
-        " from a pixweb balance; this Pix was not credited and the merchant was notified."
+        " from a pixweb balance; this Pix, with an end_to_end_id, was recorded and credited"
+        " as a received Pix to reconcile (without one: not credited, the merchant notified)."
     )
     detail: str = Field(description="The same, in a sentence")
 
@@ -206,22 +214,37 @@ class ConfirmationOut(PaymentOut):
 @signed_by_bank
 @validate_request(ConfirmationIn)
 @validate_response(ConfirmationOut)
-async def confirm_payment(data: ConfirmationIn) -> ConfirmationOut:
+@validate_response(ReconcileErrorOut, 409)
+@validate_response(ReconcileErrorOut, 422)
+async def confirm_payment(
+    data: ConfirmationIn,
+) -> ConfirmationOut | tuple[ReconcileErrorOut, int]:
     """The bank confirms a PIX received for a payment (idempotent).
 
     200 with the payment and `confirmation`, which says what happened: `settled` (this
     confirmation paid the charge and credited the merchant), `replayed` (the bank repeated
     the confirmation that paid it: nothing changed) or `already_settled_by_balance` (the
-    charge had been paid from a pixweb balance; this Pix is a separate received Pix, not
-    credited here, and the merchant is notified once). Another `end_to_end_id` for a
-    charge the bank already paid is a 409.
+    charge had been paid from a pixweb balance; this Pix is a separate received Pix).
+
+    A Pix with an `end_to_end_id` is money in the merchant's account whatever its charge
+    says: late (charge expired or cancelled: 409), a second one for a paid charge (409) or
+    of another amount (422) is recorded once and credited as a received Pix to reconcile,
+    and the error carries it as `received_pix`. Without an `end_to_end_id` only a Pix that
+    pays its charge is recorded: the others cannot be told from a repeat. An unknown
+    `bank_payment_id` is a 404: no merchant to credit.
     """
-    payment, outcome = await settlement.confirm_payment(
-        txid=data.bank_payment_id,
-        amount_cents=data.value,
-        end_to_end_id=data.end_to_end_id,
-        broker=get_broker(),
-    )
+    try:
+        payment, outcome = await settlement.confirm_payment(
+            txid=data.bank_payment_id,
+            amount_cents=data.value,
+            end_to_end_id=data.end_to_end_id,
+            broker=get_broker(),
+        )
+    except (settlement.PixToReconcileError, settlement.AmountToReconcileError) as error:
+        return reconcile_error(error, error.received)
+    detail = CONFIRMATION_DETAILS[outcome]
+    if outcome == settlement.Confirmation.ALREADY_SETTLED_BY_BALANCE and data.end_to_end_id:
+        detail = RECORDED_DUPLICATE_DETAIL
     return ConfirmationOut.model_validate(
-        {**payment_dict(payment), "confirmation": outcome, "detail": CONFIRMATION_DETAILS[outcome]}
+        {**payment_dict(payment), "confirmation": outcome, "detail": detail}
     )

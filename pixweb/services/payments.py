@@ -17,7 +17,7 @@ from tortoise.expressions import Q
 from pixweb import validation
 from pixweb.broker import Broker, Event
 from pixweb.errors import ConflictError, InvalidInputError, NotFoundError
-from pixweb.models import Merchant, Payment, PaymentStatus
+from pixweb.models import Merchant, Payment, PaymentStatus, ReceivedPix
 from pixweb.pix import brcode
 from pixweb.services.clock import utcnow
 from pixweb.services.events import Outbox, account_channel, payment_channel
@@ -171,12 +171,14 @@ def _status_filter(status: PaymentStatus, now: datetime) -> Q:
     return Q(status=status)
 
 
-def _encode_cursor(payment: Payment) -> str:
-    raw = f"{payment.created_at.isoformat()}|{payment.id}".encode()
+def encode_cursor(row: Payment | ReceivedPix) -> str:
+    """The opaque cursor after `row` in a newest-first list (payments, received Pix)."""
+    raw = f"{row.created_at.isoformat()}|{row.id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> Q:
+def decode_cursor(cursor: str) -> Q:
+    """The rows after a cursor: created before it, or at once with a smaller id."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         created, payment_id = raw.split("|")
@@ -198,11 +200,11 @@ async def list_payments(
     if status is not None:
         query = query.filter(_status_filter(status, utcnow()))
     if cursor:
-        query = query.filter(_decode_cursor(cursor))
+        query = query.filter(decode_cursor(cursor))
     items = await query.order_by("-created_at", "-id").limit(limit + 1)
     more = len(items) > limit
     items = items[:limit]
-    return Page(items, _encode_cursor(items[-1]) if more else None)
+    return Page(items, encode_cursor(items[-1]) if more else None)
 
 
 async def cancel_payment(payment_id: UUID, *, merchant_id: int, broker: Broker) -> Payment:

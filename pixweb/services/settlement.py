@@ -1,23 +1,34 @@
 """Settling a charge: the bank's confirmation, or a merchant paying it from its balance.
 
-Both mark the payment paid with one conditional UPDATE and move the money in the same
-transaction, so a charge is settled, and its merchant credited, exactly once.
+The bank's Pix is recorded through `received` (the one path for a received Pix), which
+credits it once and marks its charge paid if it matches; this module says what that did
+to the charge. Paying from a balance marks the charge paid (`received.mark_paid`, one
+conditional UPDATE) and moves the money in the same transaction. Either way a charge is
+settled, and its merchant credited for it, exactly once.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 
-from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from pixweb import money, validation
 from pixweb.broker import Broker
 from pixweb.errors import ConflictError, NotFoundError, UnprocessableError
-from pixweb.models import Merchant, Movement, MovementKind, Notification, Payment, PaymentStatus
+from pixweb.models import (
+    Merchant,
+    Movement,
+    MovementKind,
+    Notification,
+    Payment,
+    PaymentStatus,
+    PixOutcome,
+    PixSource,
+    ReceivedPix,
+)
 from pixweb.pix import brcode
-from pixweb.services import ledger
+from pixweb.services import ledger, received
 from pixweb.services.clock import utcnow
 from pixweb.services.events import Outbox, account_channel
 from pixweb.services.payments import status_event
@@ -29,8 +40,30 @@ class Confirmation(StrEnum):
     SETTLED = "settled"  # it paid the charge and credited the merchant
     REPLAYED = "replayed"  # the bank repeated the confirmation that paid it: nothing changed
     # Paid from a pixweb balance before the bank's Pix arrived: that Pix is money of its
-    # own (recorded as a received Pix by the PSP work); here the merchant is told, not paid.
+    # own, recorded and credited as a `duplicate` received Pix when it names its
+    # end_to_end_id; without one it cannot be told from a repeat: the merchant is told.
     ALREADY_SETTLED_BY_BALANCE = "already_settled_by_balance"
+
+
+class PixToReconcileError(ConflictError):
+    """The charge could not take this Pix (expired, cancelled, paid by another): the Pix
+    was recorded and credited as a received Pix to reconcile."""
+
+    def __init__(self, detail: str, *, received: ReceivedPix) -> None:
+        super().__init__(f"{detail}: recorded as a received Pix to reconcile ({received.outcome})")
+        self.received = received
+
+
+class AmountToReconcileError(UnprocessableError):
+    """A Pix of another amount than its charge's: recorded and credited, to reconcile."""
+
+    def __init__(self, *, received: ReceivedPix) -> None:
+        super().__init__(
+            "value differs from the payment's amount: recorded as a received Pix to reconcile"
+            f" ({received.outcome})",
+            fields={"value": "does not match"},
+        )
+        self.received = received
 
 
 PIX_ON_PAID_CHARGE = "pix_cobranca_ja_paga"  # the notification's `tipo`
@@ -40,31 +73,16 @@ PIX_ON_PAID_CHARGE_MESSAGE = (
 )
 
 
-async def _mark_paid(payment: Payment, now: datetime, end_to_end_id: str | None) -> bool:
-    """Pending and unexpired -> paid, as one conditional UPDATE: true for the one winner.
-
-    The winner's `payment` then holds what it wrote, so the paid announcement built from
-    it (`status_event`) carries the state a page renders, whichever path settled it.
-    """
-    try:
-        updated = await Payment.filter(
-            id=payment.id, status=PaymentStatus.PENDING, expires_at__gt=now
-        ).update(status=PaymentStatus.PAID, paid_at=now, end_to_end_id=end_to_end_id)
-    except IntegrityError as exc:
-        raise ConflictError("end_to_end_id already settled another payment") from exc
-    if updated:
-        payment.status, payment.paid_at = PaymentStatus.PAID, now
-        payment.end_to_end_id = end_to_end_id
-    return bool(updated)
-
-
 async def confirm_payment(
     *, txid: str, amount_cents: int, end_to_end_id: str | None, broker: Broker
 ) -> tuple[Payment, Confirmation]:
-    """Mark a payment paid by its txid and credit its merchant, exactly once; say how.
+    """Record the bank's Pix for a charge through `received` (the one path), and say what
+    it did to the charge; a Pix the charge cannot take raises an error carrying its record.
 
-    Any number of concurrent confirmations change the row once (a conditional UPDATE in
-    the same transaction as the credit); the others read it back as paid.
+    Any number of concurrent confirmations record, credit and settle once: the others read
+    the record back. Without an end_to_end_id a Pix cannot be told from a repeat, so only
+    one that pays its charge is recorded (keyed by the txid); the others answer as before,
+    recording nothing. A txid naming no charge is a 404: there is no merchant to credit.
     """
     validation.check_text("bank_payment_id", txid)
     if end_to_end_id is not None:
@@ -72,37 +90,79 @@ async def confirm_payment(
     payment = await Payment.get_or_none(txid=txid)
     if payment is None:
         raise NotFoundError("no payment with this bank_payment_id")
+    if end_to_end_id is None or await _settled_unnamed(payment):
+        # Unnamed, or the Pix that settled the charge named no end_to_end_id: this one may
+        # be that Pix told again, so it is answered as before and never credited twice.
+        return await _confirm_unnamed(payment, amount_cents, end_to_end_id, broker=broker)
+    record, created = await received.record_received_pix(
+        end_to_end_id=end_to_end_id,
+        amount_cents=amount_cents,
+        txid=txid,
+        paid_at=utcnow(),
+        source=PixSource.CONFIRMATION,
+        broker=broker,
+    )
+    return await _answer(payment, record, created, amount_cents)
+
+
+async def _settled_unnamed(payment: Payment) -> bool:
+    """Whether a bank confirmation without end_to_end_id paid this charge."""
+    key = received.txid_key(payment.txid)
+    query = ReceivedPix.filter(end_to_end_id=key, payment_id=payment.id)
+    return await query.filter(outcome=PixOutcome.MATCHED).exists()
+
+
+async def _confirm_unnamed(
+    payment: Payment, amount_cents: int, end_to_end_id: str | None, *, broker: Broker
+) -> tuple[Payment, Confirmation]:
     if amount_cents != payment.amount_cents:
         raise UnprocessableError(
             "value differs from the payment's amount", fields={"value": "does not match"}
         )
-    now, outbox = utcnow(), Outbox()
-    async with in_transaction():
-        if settled := await _mark_paid(payment, now, end_to_end_id):
-            receiver = await ledger.get_account(payment.merchant_id)
-            await ledger.apply_movement(
-                receiver,
-                MovementKind.PIX_RECEBIDO,
-                payment.amount_cents,
-                outbox=outbox,
-                now=now,
-                reference=f"payment:{payment.id}",
-                counterpart=end_to_end_id,
-                description=payment.description,
-            )
-            status_event(payment, outbox)
-    if settled:
-        await outbox.publish(broker)
-        return payment, Confirmation.SETTLED
-    await payment.refresh_from_db()  # someone else settled or changed it: what is it now?
+    if payment.status_at(utcnow()) == PaymentStatus.PENDING:
+        record, created = await received.record_received_pix(
+            end_to_end_id=None,
+            amount_cents=amount_cents,
+            txid=payment.txid,
+            paid_at=utcnow(),
+            source=PixSource.CONFIRMATION,
+            broker=broker,
+        )
+        return await _answer(payment, record, created, amount_cents)
+    await payment.refresh_from_db()
     if payment.status != PaymentStatus.PAID:
-        raise ConflictError(f"payment is {payment.status_at(now)} and cannot be confirmed")
+        raise ConflictError(f"payment is {payment.status_at(utcnow())} and cannot be confirmed")
     if await _paid_from_a_balance(payment):
         await _tell_of_pix_on_paid_charge(payment, end_to_end_id, broker=broker)
         return payment, Confirmation.ALREADY_SETTLED_BY_BALANCE
-    if end_to_end_id and payment.end_to_end_id and end_to_end_id != payment.end_to_end_id:
-        raise ConflictError("payment already settled by another end_to_end_id")
     return payment, Confirmation.REPLAYED
+
+
+async def _answer(
+    payment: Payment, record: ReceivedPix, created: bool, amount_cents: int
+) -> tuple[Payment, Confirmation]:
+    """What a recorded Pix did to the confirmation's charge: a new one and its repeats
+    answer alike."""
+    if record.txid != payment.txid:
+        raise ConflictError("end_to_end_id already recorded for another payment")
+    if record.amount_cents != amount_cents:
+        raise UnprocessableError(
+            "value differs from the Pix recorded with this end_to_end_id",
+            fields={"value": "does not match"},
+        )
+    await payment.refresh_from_db()
+    if record.outcome == PixOutcome.MATCHED:
+        if record.payment_id != payment.id:
+            raise PixToReconcileError("this Pix was attached to another payment", received=record)
+        return payment, Confirmation.SETTLED if created else Confirmation.REPLAYED
+    if record.outcome == PixOutcome.AMOUNT_MISMATCH:
+        raise AmountToReconcileError(received=record)
+    if record.outcome == PixOutcome.DUPLICATE and await _paid_from_a_balance(payment):
+        return payment, Confirmation.ALREADY_SETTLED_BY_BALANCE
+    if record.outcome == PixOutcome.DUPLICATE:
+        raise PixToReconcileError("payment already settled by another Pix", received=record)
+    status = payment.status_at(utcnow())
+    raise PixToReconcileError(f"payment is {status} and cannot be confirmed", received=record)
 
 
 async def _paid_from_a_balance(payment: Payment) -> bool:
@@ -166,7 +226,7 @@ async def pay_brcode(
             raise UnprocessableError("cannot pay your own charge", fields={"brcode": "your own"})
         now = utcnow()
         # Row order: the payment, then accounts by id (as transfers), so no deadlock.
-        if not await _mark_paid(payment, now, None):
+        if not await received.mark_paid(payment, now, None):
             await payment.refresh_from_db()
             raise ConflictError(f"payment is {payment.status_at(now)} and cannot be paid")
         target = await ledger.get_account(payment.merchant_id)

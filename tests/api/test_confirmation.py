@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from pixweb.deps import CONFIG_KEY
-from pixweb.models import Account, Movement, Notification, Payment, PaymentStatus
-from pixweb.services import accounts, ledger, webhooks
+from pixweb.models import Account, Movement, Notification, Payment, PaymentStatus, ReceivedPix
+from pixweb.services import accounts, ledger, received, webhooks
 from tests.api.test_accounts import balance
 from tests.api.test_payments import JSON, PAST, assert_error, assert_no_event, create
 from tests.conftest import bearer, make_merchant
@@ -125,14 +125,36 @@ async def test_bad_confirmation_is_refused(
     [({"expires_at": PAST}, PaymentStatus.PENDING), ({"status": "cancelled"}, "cancelled")],
 )
 async def test_expired_or_cancelled_payment_cannot_be_paid(
-    client, sign, broker, payment, change, status
+    client, sign, broker, merchant, payment, change, status
 ) -> None:
     await Payment.filter(id=payment["id"]).update(**change)
     async with broker.subscribe(f"payment:{payment['id']}") as events:
         response = await confirm(client, sign, confirmation(payment, end_to_end_id=E2E))
-        await assert_error(response, 409, "conflict")
+        body = await assert_error(response, 409, "conflict")
         await assert_no_event(events)
+        # The bank repeats itself: the same answer, nothing more recorded or credited.
+        again = await confirm(client, sign, confirmation(payment, end_to_end_id=E2E))
+        assert (again.status_code, await again.get_json()) == (409, body)
     await assert_untouched(payment, PaymentStatus(status))
+    # Issue 10: the Pix is money in the merchant's account, recorded and credited once.
+    assert "recorded as a received Pix to reconcile (late)" in body["detail"]
+    recorded = body["received_pix"]
+    assert (recorded["end_to_end_id"], recorded["outcome"]) == (E2E, "late")
+    assert (recorded["payment_id"], recorded["value"]) == (payment["id"], "100.00")
+    assert await balance(merchant) == 10000
+    await assert_ledger_invariants()
+
+
+async def test_an_unnamed_confirmation_for_an_expired_payment_records_nothing(
+    client, sign, merchant, payment
+) -> None:
+    """Without an end_to_end_id a Pix cannot be told from a repeat: answered as before."""
+    await Payment.filter(id=payment["id"]).update(expires_at=PAST)
+    body = await assert_error(await confirm(client, sign, confirmation(payment)), 409, "conflict")
+    assert "received_pix" not in body
+    assert await balance(merchant) == 0
+    assert not await ReceivedPix.exists()
+    await assert_ledger_invariants()
 
 
 # --- settlement ---------------------------------------------------------------------------
@@ -175,16 +197,43 @@ async def test_value_may_be_a_json_number(client, sign, payment) -> None:
     assert (await response.get_json())["status"] == "paid"
 
 
-async def test_paid_payment_refuses_another_end_to_end_id(client, sign, broker, payment) -> None:
+async def test_paid_payment_refuses_another_end_to_end_id(
+    client, sign, broker, merchant, payment
+) -> None:
     first = await confirm(client, sign, confirmation(payment, end_to_end_id=E2E))
     paid_at = (await first.get_json())["paid_at"]
     async with broker.subscribe(f"payment:{payment['id']}") as events:
         response = await confirm(client, sign, confirmation(payment, end_to_end_id=E2E_OTHER))
-        await assert_error(response, 409, "conflict")
+        body = await assert_error(response, 409, "conflict")
         await assert_no_event(events)
     stored = await Payment.get(id=payment["id"])
     assert stored.end_to_end_id == E2E
     assert stored.paid_at == datetime.fromisoformat(paid_at)
+    # Issue 10: the second Pix is recorded as a duplicate and credited, once.
+    assert body["received_pix"]["outcome"] == "duplicate"
+    assert body["received_pix"]["end_to_end_id"] == E2E_OTHER
+    assert await balance(merchant) == 20000
+    await assert_ledger_invariants()
+
+
+async def test_a_mismatched_named_pix_is_recorded_and_credited(
+    client, sign, broker, merchant, payment
+) -> None:
+    changed = confirmation(payment, end_to_end_id=E2E, value="30.00")
+    async with broker.subscribe(f"payment:{payment['id']}") as events:
+        body = await assert_error(
+            await confirm(client, sign, changed), 422, "unprocessable", "value"
+        )
+        await assert_no_event(events)
+    await assert_untouched(payment, PaymentStatus.PENDING)
+    assert body["received_pix"]["outcome"] == "amount_mismatch"
+    assert "amount_mismatch" in body["detail"]
+    assert await balance(merchant) == 3000
+    # The same e2eid with another value is not that Pix: refused, nothing more credited.
+    other = confirmation(payment, end_to_end_id=E2E, value="100.00")
+    await assert_error(await confirm(client, sign, other), 422, "unprocessable", "value")
+    assert await balance(merchant) == 3000
+    await assert_ledger_invariants()
 
 
 async def test_end_to_end_id_settles_one_payment_only(client, sign, broker, auth, payment) -> None:
@@ -243,10 +292,54 @@ async def money_state() -> list[tuple[Any, ...]]:
     return [tuple(accounts_), tuple(moves)]
 
 
-@pytest.mark.parametrize("extra", [{"end_to_end_id": E2E}, {}])
-async def test_a_charge_paid_from_a_balance_says_so_and_only_notifies(
-    client, sign, broker, merchant, auth, payment, paid_from_a_balance, extra
+async def test_a_named_pix_for_a_charge_paid_from_a_balance_is_recorded_and_credited(
+    client, sign, broker, merchant, auth, payment, paid_from_a_balance
 ) -> None:
+    """Issue 10 replaces the notice alone: with its end_to_end_id, the bank's Pix is a
+    `duplicate` received Pix, recorded and credited once (the money is in the bank)."""
+    payer = paid_from_a_balance
+    stored = await Payment.get(id=payment["id"])
+    async with (
+        broker.subscribe(f"payment:{payment['id']}") as payment_events,
+        broker.subscribe(f"account:{merchant.id}") as account_events,
+    ):
+        response = await confirm(client, sign, confirmation(payment, end_to_end_id=E2E))
+        assert response.status_code == 200
+        body = await response.get_json()
+        assert (body["id"], body["status"]) == (payment["id"], "paid")
+        assert datetime.fromisoformat(body["paid_at"]) == stored.paid_at
+        assert body["confirmation"] == "already_settled_by_balance"
+        assert "recorded" in body["detail"] and "credited" in body["detail"]
+        kinds = [(await next_event(account_events))["type"] for _ in range(3)]
+        assert kinds == ["movement", "notification", "pix.received"]
+        await assert_no_event(payment_events)  # the charge did not change
+        again = await confirm(client, sign, confirmation(payment, end_to_end_id=E2E))
+        assert (again.status_code, await again.get_json()) == (200, body)
+        await assert_no_event(account_events)
+    assert (await balance(merchant), await balance(payer)) == (20000, 5000)
+    after = await Payment.get(id=payment["id"])
+    assert (after.status, after.paid_at, after.end_to_end_id) == ("paid", stored.paid_at, None)
+    record = await ReceivedPix.get(end_to_end_id=E2E)
+    assert (record.outcome, record.payment_id, record.source) == (
+        "duplicate",
+        after.id,
+        "confirmation",
+    )
+    [note] = await Notification.filter(merchant_id=merchant.id, tipo=received.TO_RECONCILE)
+    charge = f"#{payment['id'][:8]}"  # a charge without description, by its id
+    assert (
+        note.mensagem == f"Pix de R$ 100,00 recebido para a cobrança {charge}, que já estava paga"
+    )
+    assert not await Notification.filter(tipo=TOLD).exists()
+    await assert_ledger_invariants()
+
+
+async def test_an_unnamed_pix_for_a_charge_paid_from_a_balance_only_notifies(
+    client, sign, broker, merchant, auth, payment, paid_from_a_balance
+) -> None:
+    """Without an end_to_end_id the bank's Pix cannot be told from a repeat: told, not
+    credited (as before issue 10)."""
+    extra: dict[str, Any] = {}
     payer = paid_from_a_balance
     stored = await Payment.get(id=payment["id"])
     before = await money_state()
@@ -270,6 +363,7 @@ async def test_a_charge_paid_from_a_balance_says_so_and_only_notifies(
         await assert_no_event(account_events)
     assert await money_state() == before  # nothing credited, nothing moved
     assert (await balance(merchant), await balance(payer)) == (10000, 5000)
+    assert not await ReceivedPix.exists()
     after = await Payment.get(id=payment["id"])
     assert (after.status, after.paid_at, after.end_to_end_id) == ("paid", stored.paid_at, None)
     [note] = await Notification.filter(merchant_id=merchant.id, tipo=TOLD)
@@ -284,10 +378,10 @@ async def test_a_charge_paid_from_a_balance_says_so_and_only_notifies(
     await assert_ledger_invariants()
 
 
-async def test_each_bank_pix_for_a_charge_paid_from_a_balance_is_told_once(
+async def test_each_bank_pix_for_a_charge_paid_from_a_balance_is_credited_once(
     client, sign, merchant, payment, paid_from_a_balance
 ) -> None:
-    before = await money_state()
+    """Issue 10: each named Pix is recorded and credited once (was: told once, not credited)."""
     bodies = [sign(confirmation(payment, end_to_end_id=e2e)) for e2e in (E2E, E2E_OTHER)]
     responses = await asyncio.gather(
         *(client.post(URL, data=body, headers=headers) for body, headers in bodies * 20)
@@ -295,7 +389,10 @@ async def test_each_bank_pix_for_a_charge_paid_from_a_balance_is_told_once(
     assert {r.status_code for r in responses} == {200}
     answers = {(await r.get_json())["confirmation"] for r in responses}
     assert answers == {"already_settled_by_balance"}
-    notes = await Notification.filter(merchant_id=merchant.id, tipo=TOLD)
+    notes = await Notification.filter(merchant_id=merchant.id, tipo=received.TO_RECONCILE)
     assert sorted(n.dados["end_to_end_id"] for n in notes) == sorted([E2E, E2E_OTHER])
-    assert await money_state() == before
+    records = await ReceivedPix.all()
+    assert sorted(r.end_to_end_id for r in records) == sorted([E2E, E2E_OTHER])
+    assert {r.outcome for r in records} == {"duplicate"}
+    assert await balance(merchant) == 30000
     await assert_ledger_invariants()

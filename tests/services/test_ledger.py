@@ -10,7 +10,16 @@ from typing import Any
 import pytest
 from tortoise.transactions import in_transaction
 
-from pixweb.models import Account, Movement, MovementKind, Notification, Payment, PaymentStatus
+from pixweb.models import (
+    Account,
+    Movement,
+    MovementKind,
+    Notification,
+    Payment,
+    PaymentStatus,
+    PixOutcome,
+    ReceivedPix,
+)
 from pixweb.pix.brcode import crc16
 from pixweb.services import ledger
 from pixweb.services.events import Outbox
@@ -36,6 +45,8 @@ async def assert_ledger_invariants() -> None:
     that cancel out, a payment from a balance is a pagamento cancelled by its pix_recebido,
     so the balances add up to deposits - withdrawals + PIX received from the bank. Every
     paid payment is credited exactly once; every movement has one notification, its owner's.
+    Every received Pix has exactly one pix_recebido movement, its own; every bank credit
+    (a pix_recebido with no paying leg) has its received Pix.
     """
     all_accounts = await Account.all()
     moves = await Movement.all().order_by("id")
@@ -63,11 +74,32 @@ async def assert_ledger_invariants() -> None:
     # From outside: deposits, withdrawals and bank-confirmed PIX (a credit with no paying leg).
     outside = [m for m in moves if m.kind in EXTERNAL and len(by_reference[m.reference or ""]) < 2]
     assert sum(a.balance_cents for a in all_accounts) == sum(m.amount_cents for m in outside)
+    records = await ReceivedPix.all()
+    attached = {r.payment_id: r for r in records if r.original_outcome is not None}
     for payment in await Payment.all():  # paid: credited exactly once, to its merchant
         legs = by_reference[f"payment:{payment.id}"]
         credits = [(owner[m.account_id], m.amount_cents) for m in legs if m.amount_cents > 0]
         paid = payment.status == PaymentStatus.PAID
+        if payment.id in attached:  # paid by a received Pix its merchant attached: credited then
+            assert paid and credits == [], payment
+            continue
         assert credits == ([(payment.merchant_id, payment.amount_cents)] if paid else []), payment
+    assert sum(1 for r in records if r.original_outcome is not None) == len(attached)
+    by_id = {m.id: m for m in moves}
+    assert len({r.movement_id for r in records}) == len(records)  # one movement each
+    for r in records:
+        m = by_id[r.movement_id]
+        assert (m.kind, m.amount_cents, owner[m.account_id]) == (
+            K.PIX_RECEBIDO,
+            r.amount_cents,
+            r.merchant_id,
+        ), r.end_to_end_id
+        paid_it = r.outcome == PixOutcome.MATCHED and r.original_outcome is None
+        assert m.reference == (f"payment:{r.payment_id}" if paid_it else f"pix:{r.end_to_end_id}")
+    bank = [
+        m.id for m in moves if m.kind == K.PIX_RECEBIDO and len(by_reference[m.reference or ""]) < 2
+    ]
+    assert sorted(bank) == sorted(r.movement_id for r in records)
     # A notice that moved no money (a bank Pix for a charge already paid) has no movement.
     notes = [n for n in await Notification.all() if "movimento" in n.dados]
     assert sorted(n.dados["movimento"] for n in notes) == [m.id for m in moves]
