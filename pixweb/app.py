@@ -35,6 +35,7 @@ from pixweb.api import notifications as api_notifications
 from pixweb.api import openapi as api_openapi
 from pixweb.api import payments as api_payments
 from pixweb.api import psp as api_psp
+from pixweb.api import received as api_received
 from pixweb.broker import make_broker
 from pixweb.config import Config, load_config
 from pixweb.deps import (
@@ -118,6 +119,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Quart:
         api_accounts.blueprint,
         api_notifications.blueprint,
         api_psp.blueprint,
+        api_received.blueprint,
         web_payments.blueprint,
         web_tools.blueprint,
         web_auth.blueprint,

@@ -53,7 +53,7 @@ include-name = "POST /accounts/me/transfers"
 checks.positive_data_acceptance.expected-statuses = [{ACCEPTED}, "400", "422"]
 
 [[operations]]
-include-name = "GET /payments"
+include-name = ["GET /payments", "GET /pix/received"]
 checks.positive_data_acceptance.expected-statuses = [{ACCEPTED}, "400"]
 
 [[operations]]
