@@ -4,7 +4,9 @@
                          certificate_pem=..., private_key_pem=...) as psp:
         cob = await psp.put_cob(txid, CobSolicitada(...))
 
-- Every call, the token's included, presents the merchant's client certificate.
+- Every call, the token's included, presents the merchant's client certificate. The one
+  exception is pixweb's own sandbox PSP (development), reached with `plain_http=True`: plain
+  HTTP, no certificate.
 - The client-credentials token is cached until shortly before it expires, and renewed once
   when the PSP answers 401; a second 401 is a PspAuthError.
 - GET, PUT and DELETE are retried (RetryPolicy: backoff with jitter) on network errors,
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import ssl
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -64,6 +67,25 @@ def _rfc3339(moment: datetime, name: str) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def _mtls_context(
+    plain_http: bool,
+    certificate_pem: str | None,
+    private_key_pem: str | None,
+    server_ca_pem: str | None,
+) -> ssl.SSLContext | None:
+    if plain_http:
+        if certificate_pem or private_key_pem or server_ca_pem:
+            raise InvalidInputError("a certificate cannot be presented over plain http")
+        return None
+    if not certificate_pem or not private_key_pem:
+        given = {"certificate_pem": certificate_pem, "private_key_pem": private_key_pem}
+        raise InvalidInputError(
+            "a PSP is reached over mTLS: certificate_pem and private_key_pem are required",
+            fields={name: "is required" for name, value in given.items() if not value},
+        )
+    return build_ssl_context(certificate_pem, private_key_pem, server_ca_pem)
+
+
 class PspClient:
     """One merchant's connection to its PSP. Close it with `aclose()` (or `async with`)."""
 
@@ -73,22 +95,25 @@ class PspClient:
         base_url: str,
         client_id: str,
         client_secret: str,
-        certificate_pem: str,
-        private_key_pem: str,
+        certificate_pem: str | None = None,
+        private_key_pem: str | None = None,
         server_ca_pem: str | None = None,
         token_url: str | None = None,
         scope: str | None = None,
         timeout: float = 15.0,
         connect_timeout: float = 5.0,
         retry: transport.RetryPolicy | None = None,
+        plain_http: bool = False,
     ) -> None:
         base_url = base_url.rstrip("/")
         token_url = token_url or f"{base_url}/oauth/token"
+        # Only pixweb's sandbox PSP is plain http; every real PSP is https with mTLS.
+        scheme = "http" if plain_http else "https"
         for name, url in (("base_url", base_url), ("token_url", token_url)):
-            if httpx.URL(url).scheme != "https":
-                raise InvalidInputError(f"{name} must be an https URL", fields={name: url})
+            if httpx.URL(url).scheme != scheme:
+                raise InvalidInputError(f"{name} must be an {scheme} URL", fields={name: url})
         self.base_url, self.token_url = base_url, token_url
-        self._ssl = build_ssl_context(certificate_pem, private_key_pem, server_ca_pem)
+        self._ssl = _mtls_context(plain_http, certificate_pem, private_key_pem, server_ca_pem)
         self._timeout = timeout
         self._retry = retry or transport.RetryPolicy()
         self._http = transport.make_http_client(

@@ -50,13 +50,14 @@ class RetryPolicy:
 
 
 def make_http_client(
-    base_url: str, context: ssl.SSLContext, *, timeout: float, connect_timeout: float
+    base_url: str, context: ssl.SSLContext | None, *, timeout: float, connect_timeout: float
 ) -> httpx.AsyncClient:
     """One pool per PSP connection: keep-alive HTTP/1.1, the merchant's certificate on every
-    connection, no proxy/netrc from the environment, no redirects followed."""
+    connection (no context: the sandbox's plain http), no proxy/netrc from the environment,
+    no redirects followed."""
     return httpx.AsyncClient(
         base_url=base_url,
-        verify=context,
+        verify=context if context is not None else True,
         http2=False,
         timeout=httpx.Timeout(timeout, connect=connect_timeout),
         limits=httpx.Limits(max_connections=10, max_keepalive_connections=5, keepalive_expiry=30),
@@ -98,7 +99,7 @@ async def client_certificate_refused(
 
 
 async def transport_error(
-    error: httpx.TransportError, *, step: str, context: ssl.SSLContext, seconds: float
+    error: httpx.TransportError, *, step: str, context: ssl.SSLContext | None, seconds: float
 ) -> PspError:
     """A network failure as a domain error: TLS problems are PspTlsError (never retried),
     the rest PspUnavailableError."""
@@ -112,7 +113,7 @@ async def transport_error(
     if isinstance(error, httpx.ConnectError):
         return PspUnavailableError(f"cannot connect to the PSP ({error})", step=step)
     url = error.request.url
-    if await client_certificate_refused(url, context, seconds):
+    if context is not None and await client_certificate_refused(url, context, seconds):
         return PspTlsError(CLIENT_CERTIFICATE_REFUSED, step="tls")
     reason = str(error) or type(error).__name__
     return PspUnavailableError(f"the connection to the PSP failed ({reason})", step=step)
