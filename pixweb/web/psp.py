@@ -118,9 +118,7 @@ def _file(files: MultiDict[str, FileStorage], name: str) -> str:
         raise InvalidInputError(f"{name} is not PEM text", fields={name: "not PEM"}) from None
 
 
-def _credentials(
-    form: MultiDict[str, str], files: MultiDict[str, FileStorage]
-) -> Credentials:
+def _credentials(form: MultiDict[str, str], files: MultiDict[str, FileStorage]) -> Credentials:
     certificate, key = _file(files, "certificate_file"), _file(files, "private_key_file")
     p12 = files.get("p12_file")
     if p12 is not None and p12.filename:
