@@ -48,6 +48,7 @@ from pixweb.deps import (
 )
 from pixweb.metrics import Metrics
 from pixweb.netguard import UrlPolicy
+from pixweb.psp.sandbox import routes as sandbox_psp
 from pixweb.services import merchants
 from pixweb.services.psp_clients import PspClients
 from pixweb.web import auth as web_auth
@@ -132,6 +133,8 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Quart:
     app.url_map.converters.update(int=_IdConverter, bigint=_BigIdConverter)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
+    if not config.production:  # the built-in sandbox PSP: never served in production
+        app.register_blueprint(sandbox_psp.blueprint)
     filters.init_app(app)
     error_handlers.init_app(app)
     return app
