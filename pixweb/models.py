@@ -240,6 +240,10 @@ class PspConnection(Model):
     revision = fields.IntField(default=1)
     connected_at = fields.DatetimeField()
     last_reconciliation_at = fields.DatetimeField(null=True)
+    # Reconciliation's checkpoint: every Pix the PSP lists up to this `horario` is recorded
+    # (pixweb.services.reconcile); and what its last run found.
+    reconciled_until = fields.DatetimeField(null=True)
+    last_reconciliation: dict[str, Any] | None = fields.JSONField(null=True)
 
     merchant_id: int
 
