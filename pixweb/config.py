@@ -50,6 +50,9 @@ class Config:
     # Proxies whose X-Forwarded-For is believed (IPs or CIDRs); from anyone else the peer's
     # own address is the client's, whatever the header says.
     trusted_proxies: tuple[IPNetwork, ...] = ()
+    # Who may deliver PSP webhooks (IPs or CIDRs; the client as trusted_proxies tell it):
+    # empty, anyone holding a merchant's webhook token.
+    webhook_allow_ips: tuple[IPNetwork, ...] = ()
     # Let merchants point pixweb at loopback, private or link-local addresses (an on-premises
     # PSP gateway, tests): off, such URLs are refused (pixweb.netguard).
     allow_private_urls: bool = False
@@ -104,6 +107,8 @@ def load_config(
             raise ConfigError(f"unknown setting {key!r}")
         values[name] = value
     values["trusted_proxies"] = _networks(values.get("trusted_proxies", ()))
+    allow = values.get("webhook_allow_ips", ())
+    values["webhook_allow_ips"] = _networks(allow, "PIXWEB_WEBHOOK_ALLOW_IPS")
     config = Config(**values)
     if config.auth_rate_limit < 0:
         raise ConfigError("PIXWEB_AUTH_RATE_LIMIT must be 0 (no limit) or more")
@@ -114,8 +119,10 @@ def load_config(
     return _with_public_url(_with_encryption_key(_with_secrets(config)))
 
 
-def _networks(given: str | Iterable[str | IPNetwork]) -> tuple[IPNetwork, ...]:
-    """Parse trusted proxies: IPs or CIDRs, separated by commas or spaces."""
+def _networks(
+    given: str | Iterable[str | IPNetwork], setting: str = "PIXWEB_TRUSTED_PROXIES"
+) -> tuple[IPNetwork, ...]:
+    """Parse IPs or CIDRs, separated by commas or spaces (`setting` names them in errors)."""
     items = given.replace(",", " ").split() if isinstance(given, str) else given
     networks = []
     for item in items:
@@ -123,7 +130,7 @@ def _networks(given: str | Iterable[str | IPNetwork]) -> tuple[IPNetwork, ...]:
             networks.append(ipaddress.ip_network(item, strict=False))
         except ValueError as exc:
             raise ConfigError(
-                f"PIXWEB_TRUSTED_PROXIES: {str(item)!r} is not an IP address or CIDR network"
+                f"{setting}: {str(item)!r} is not an IP address or CIDR network"
             ) from exc
     return tuple(networks)
 

@@ -54,6 +54,18 @@ class Metrics:
             buckets=(0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
             registry=self.registry,
         )
+        self.pix_recorded = Counter(
+            "pixweb_pix_recorded",
+            "Received Pix recorded (once each), by what brought them",
+            ["source"],
+            registry=self.registry,
+        )
+        self.webhook_refused = Counter(
+            "pixweb_webhook_items_refused",
+            "Webhook items not recorded because the merchant's PSP did not confirm them",
+            ["reason"],
+            registry=self.registry,
+        )
         self.registry.register(_BrokerCollector(broker))
 
     @contextmanager
