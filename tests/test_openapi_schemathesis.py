@@ -187,6 +187,9 @@ UNREACHED = {
     "GET /merchants/me/psp",
     "DELETE /merchants/me/psp",
     "POST /merchants/me/psp/webhook-token",
+    # The PSP webhook intake takes a connected merchant's secret token in the path.
+    "POST /webhooks/pix/{token}",
+    "POST /webhooks/pix/{token}/pix",
 }
 
 
