@@ -77,7 +77,10 @@ class Merchant(Model):
 
 
 class Payment(Model):
-    """A PIX charge: one static BR Code with amount and a unique txid."""
+    """A PIX charge: its BR Code (static, or the PSP's dynamic one), amount and unique txid.
+
+    The txid is pixweb's own 25 characters for a static code, 26 to 35 (the API Pix's
+    pattern) for a charge created at the merchant's PSP."""
 
     id = fields.UUIDField(primary_key=True, default=uuid4)
     merchant: fields.ForeignKeyRelation[Merchant] = fields.ForeignKeyField(
@@ -85,7 +88,7 @@ class Payment(Model):
     )
     amount_cents = fields.BigIntField()
     description = fields.CharField(max_length=140, null=True)
-    txid = fields.CharField(max_length=25, unique=True)
+    txid = fields.CharField(max_length=35, unique=True)
     brcode = fields.TextField()
     status = fields.CharEnumField(PaymentStatus, max_length=9, default=PaymentStatus.PENDING)
     created_at = fields.DatetimeField()
@@ -244,6 +247,9 @@ class PspConnection(Model):
     # (pixweb.services.reconcile); and what its last run found.
     reconciled_until = fields.DatetimeField(null=True)
     last_reconciliation: dict[str, Any] | None = fields.JSONField(null=True)
+    # pixweb's own sandbox PSP (development only): plain http to this server, client
+    # credentials derived from the app's secret, no certificate (its PEM fields are empty).
+    sandbox = fields.BooleanField(default=False, db_default=False)
 
     merchant_id: int
 
