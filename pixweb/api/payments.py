@@ -20,12 +20,12 @@ from pixweb.api.openapi import errors, media
 from pixweb.api.received import ReconcileErrorOut, reconcile_error
 from pixweb.api.security import bearer_required, signed_by_bank
 from pixweb.api.types import INTEGER, TEXT, Amount, IdempotencyHeaders, idempotency_key
-from pixweb.deps import current_merchant, get_broker
+from pixweb.deps import current_merchant, get_broker, get_psp_clients
 from pixweb.errors import NotFoundError
 from pixweb.models import Payment, PaymentStatus
 from pixweb.pix import qr
-from pixweb.presenters import payment_dict
-from pixweb.services import payments, settlement
+from pixweb.presenters import payment_dict, public_base
+from pixweb.services import payments, psp_charges, settlement
 
 blueprint = Blueprint("api_payments", __name__)
 
@@ -81,11 +81,11 @@ class ListQuery(BaseModel):
 class ConfirmationIn(BaseModel):
     # Banks add fields of their own (horario, infoPagador...): ignored, not refused.
     model_config = ConfigDict(extra="ignore", strict=True)
-    # pixweb issues 25-character txids (the database holds no longer one): a longer one, which
-    # another issuer's dynamic charge may carry (26 to 35), is refused here rather than looked up.
+    # pixweb's static charges have 25-character txids, those made at a PSP 35 (the API Pix's
+    # maximum, which the database holds).
     bank_payment_id: str = Field(
         min_length=1,
-        max_length=payments.TXID_LENGTH,
+        max_length=psp_charges.COB_TXID_LENGTH,
         description="The charge's txid",
         json_schema_extra=TEXT,
     )
@@ -97,12 +97,17 @@ class ConfirmationIn(BaseModel):
 @tag(["payments"])
 @bearer_required
 @document_headers(IdempotencyHeaders)
-@errors(409)
+@errors(409, 422, 502, 503)
 @validate_request(PaymentIn)
 @validate_response(PaymentOut, 201)
 @validate_response(PaymentOut, 200)
 async def create_payment(data: PaymentIn) -> tuple[PaymentOut, int]:
-    """Create a PIX charge: BR Code, QR code links and payment page."""
+    """Create a PIX charge: BR Code, QR code links and payment page.
+
+    With a PSP connected, the charge is created at the PSP first (`PUT /cob/{txid}`) and
+    `brcode` is its dynamic code; a retry with the same Idempotency-Key never creates a
+    second one. The PSP refusing is a 422 naming its violations, failing a 502, unreachable
+    a 503: no charge is created then. Without a PSP, the BR Code is static."""
     merchant = await current_merchant()
     payment, created = await payments.create_payment(
         merchant,
@@ -111,6 +116,8 @@ async def create_payment(data: PaymentIn) -> tuple[PaymentOut, int]:
         expires_in=data.expires_in,
         idempotency_key=idempotency_key(),
         broker=get_broker(),
+        clients=get_psp_clients(),
+        public_base=public_base(),
     )
     payment.merchant = merchant
     return PaymentOut.of(payment), 201 if created else 200
@@ -143,13 +150,14 @@ async def get_payment(payment_id: UUID) -> PaymentOut:
 @blueprint.post("/payments/<uuid:payment_id>/cancel")
 @tag(["payments"])
 @bearer_required
-@errors(409)
+@errors(409, 422, 502, 503)
 @validate_response(PaymentOut)
 async def cancel_payment(payment_id: UUID) -> PaymentOut:
-    """Cancel a pending payment."""
+    """Cancel a pending payment (removed at the PSP first when it was created there: the
+    PSP refusing 422, failing 502, unreachable 503, and the charge stays as it was)."""
     merchant = await current_merchant()
     payment = await payments.cancel_payment(
-        payment_id, merchant_id=merchant.id, broker=get_broker()
+        payment_id, merchant_id=merchant.id, broker=get_broker(), clients=get_psp_clients()
     )
     return PaymentOut.of(payment)
 

@@ -1,4 +1,9 @@
-"""PIX charges: create, list, cancel and confirm, publishing each change after commit."""
+"""PIX charges: create, list, cancel and confirm, publishing each change after commit.
+
+With a PSP connected (or the development sandbox), a charge is created at the PSP first
+(`PUT /cob/{txid}`, pixweb.services.psp_charges) and its BR Code is the PSP's dynamic one;
+a cancel removes it there first. Without one, charges carry static BR Codes built here.
+"""
 
 from __future__ import annotations
 
@@ -19,9 +24,12 @@ from pixweb.broker import Broker, Event
 from pixweb.errors import ConflictError, InvalidInputError, NotFoundError
 from pixweb.models import Merchant, Payment, PaymentStatus, ReceivedPix
 from pixweb.pix import brcode
+from pixweb.psp.client import PspClient
+from pixweb.services import psp_charges, psp_sandbox
 from pixweb.services.clock import utcnow
 from pixweb.services.events import Outbox, account_channel, payment_channel
 from pixweb.services.ledger import request_hash
+from pixweb.services.psp_clients import PspClients
 
 TXID_ALPHABET = string.ascii_letters + string.digits
 TXID_LENGTH = 25
@@ -30,14 +38,14 @@ PAGE_MAX = 100
 _TEMPLATE_26_MAX = 99
 
 
-def new_txid() -> str:
-    """Draw a 25-character alphanumeric txid (about 148 bits)."""
+def new_txid(length: int = TXID_LENGTH) -> str:
+    """Draw an alphanumeric txid: 25 characters (about 148 bits) unless told."""
     # Bytes under 248 (4 x 62) map uniformly onto the alphabet: one draw of random bytes
     # instead of 25 `secrets.choice` calls, on every charge's path.
     chars: list[str] = []
-    while len(chars) < TXID_LENGTH:
-        chars += [TXID_ALPHABET[b % 62] for b in secrets.token_bytes(32) if b < 248]
-    return "".join(chars[:TXID_LENGTH])
+    while len(chars) < length:
+        chars += [TXID_ALPHABET[b % 62] for b in secrets.token_bytes(48) if b < 248]
+    return "".join(chars[:length])
 
 
 def _brcode_description(key: str, description: str | None) -> str | None:
@@ -58,11 +66,15 @@ async def create_payment(
     expires_in: int = EXPIRES_DEFAULT,
     idempotency_key: str | None = None,
     broker: Broker,
+    clients: PspClients | None = None,
+    public_base: str = "",
 ) -> tuple[Payment, bool]:
     """Create a pending charge with its BR Code; return it and whether it is new.
 
     With an idempotency key, a repeat of the same request returns the first payment and
-    the same key with another request is a ConflictError.
+    the same key with another request is a ConflictError. With `clients` and a PSP (or the
+    sandbox, reached at `public_base`), the charge is created at the PSP first: its
+    failures (PspError) leave nothing created here.
     """
     if description is not None:
         validation.check_text("description", description)
@@ -76,15 +88,23 @@ async def create_payment(
         existing = await _idempotent_replay(merchant, idempotency_key, fingerprint)
         if existing:
             return existing, False
-    txid = new_txid()
-    code = brcode.build(
-        key=merchant.pix_key,
-        name=merchant.name,
-        city=merchant.city,
-        amount_cents=amount_cents,
-        txid=txid,
-        description=_brcode_description(merchant.pix_key, description),
-    )
+    client = None
+    if clients is not None:
+        client = await psp_sandbox.client_for(merchant, clients=clients, public_base=public_base)
+    if client is not None:
+        txid, code = await _cob(
+            client, merchant, amount_cents, description, expires_in, idempotency_key
+        )
+    else:
+        txid = new_txid()
+        code = brcode.build(
+            key=merchant.pix_key,
+            name=merchant.name,
+            city=merchant.city,
+            amount_cents=amount_cents,
+            txid=txid,
+            description=_brcode_description(merchant.pix_key, description),
+        )
     now = utcnow()
     try:
         payment = await Payment.create(
@@ -115,6 +135,32 @@ async def create_payment(
         },
     )
     return payment, True
+
+
+async def _cob(
+    client: PspClient,
+    merchant: Merchant,
+    amount_cents: int,
+    description: str | None,
+    expires_in: int,
+    idempotency_key: str | None,
+) -> tuple[str, str]:
+    """The charge at the PSP: its txid (fixed before the call) and dynamic BR Code."""
+    keyed = idempotency_key is not None
+    txid = (
+        psp_charges.cob_txid(merchant.id, idempotency_key)
+        if idempotency_key is not None
+        else new_txid(psp_charges.COB_TXID_LENGTH)
+    )
+    asked = psp_charges.cob_request(
+        chave=merchant.pix_key,
+        amount_cents=amount_cents,
+        description=description,
+        expires_in=expires_in,
+    )
+    cob = await psp_charges.create_cob(client, txid, asked, keyed=keyed)
+    assert cob.pix_copia_e_cola is not None, "create_cob checks it"
+    return txid, cob.pix_copia_e_cola
 
 
 async def _idempotent_replay(
@@ -207,9 +253,16 @@ async def list_payments(
     return Page(items, encode_cursor(items[-1]) if more else None)
 
 
-async def cancel_payment(payment_id: UUID, *, merchant_id: int, broker: Broker) -> Payment:
-    """Cancel a pending, unexpired payment; anything else is a ConflictError."""
+async def cancel_payment(
+    payment_id: UUID, *, merchant_id: int, broker: Broker, clients: PspClients | None = None
+) -> Payment:
+    """Cancel a pending, unexpired payment; anything else is a ConflictError.
+
+    A charge made at the merchant's PSP is removed there first: the PSP failing or refusing
+    (PspError) leaves the charge as it was."""
     now = utcnow()
+    if clients is not None:
+        await _remove_cob(payment_id, merchant_id, clients, now)
     updated = await Payment.filter(
         id=payment_id, merchant_id=merchant_id, status=PaymentStatus.PENDING, expires_at__gt=now
     ).update(status=PaymentStatus.CANCELLED)
@@ -220,6 +273,17 @@ async def cancel_payment(payment_id: UUID, *, merchant_id: int, broker: Broker) 
     status_event(payment, outbox)
     await outbox.publish(broker)
     return payment
+
+
+async def _remove_cob(
+    payment_id: UUID, merchant_id: int, clients: PspClients, now: datetime
+) -> None:
+    payment = await get_payment(payment_id, merchant_id=merchant_id)
+    if not psp_charges.is_cob(payment.txid) or payment.status_at(now) != PaymentStatus.PENDING:
+        return  # a static charge, or one the conflict below names
+    client = await clients.for_merchant(merchant_id)
+    if client is not None:
+        await psp_charges.remove_cob(client, payment.txid)
 
 
 def status_event(payment: Payment, outbox: Outbox) -> None:

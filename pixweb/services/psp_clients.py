@@ -6,6 +6,12 @@ stored secrets decrypted, the URLs checked again by netguard) and reused until t
 credentials change, which any process may do: every use reads the merchant's row (one
 indexed query) and compares a fingerprint of its credentials. A replaced client is closed
 after a grace period, so calls still running on it finish; all are closed on shutdown.
+
+A sandbox connection (`PspConnection.sandbox`, development only) reaches pixweb's own
+sandbox PSP: plain http, no certificate, the client credentials derived from the app's
+secret (`pixweb.psp.sandbox.auth`), its URL pixweb's own rather than one a merchant chose
+(so netguard does not judge it). Without `sandbox_secret_key` (production) such a row
+gives no client.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from pixweb import crypto, netguard
 from pixweb.errors import EncryptionError
 from pixweb.models import PspConnection
 from pixweb.psp.client import PspClient
+from pixweb.psp.sandbox import auth as sandbox_auth
 
 log = logging.getLogger(__name__)
 
@@ -60,19 +67,33 @@ def _fingerprint(row: PspConnection) -> str:
         row.certificate_pem,
         row.private_key_pem,
         row.server_ca_pem or "",
+        str(row.sandbox),
     )
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
 class PspClients:
     """Per-process cache of the merchants' PspClients. `options` go to every PspClient
-    (timeouts, retry policy)."""
+    (timeouts, retry policy).
+
+    `sandbox_secret_key` (the app's secret; None in production) lets sandbox connections
+    be used; `sandbox_connect` connects every merchant without a PSP to the sandbox when
+    it first needs one (`pixweb.services.psp_sandbox`): development serving, not tests
+    unless they ask."""
 
     def __init__(
-        self, *, encryption_key: str, url_policy: netguard.UrlPolicy, **options: Any
+        self,
+        *,
+        encryption_key: str,
+        url_policy: netguard.UrlPolicy,
+        sandbox_secret_key: str | None = None,
+        sandbox_connect: bool = False,
+        **options: Any,
     ) -> None:
         self.encryption_key = encryption_key
         self.url_policy = url_policy
+        self.sandbox_secret_key = sandbox_secret_key
+        self.sandbox_connect = sandbox_connect and sandbox_secret_key is not None
         self.options = options
         self._clients: dict[int, tuple[str, PspClient]] = {}
         self._retiring: dict[PspClient, asyncio.Task[None]] = {}
@@ -86,16 +107,25 @@ class PspClients:
         stored secrets cannot be decrypted (another PIXWEB_ENCRYPTION_KEY); UnsafeUrlError
         when the stored URLs no longer pass netguard."""
         row = await PspConnection.get_or_none(merchant_id=merchant_id)
-        if row is None:
+        if row is None or (row.sandbox and self.sandbox_secret_key is None):
             self.evict(merchant_id)
             return None
         fingerprint = _fingerprint(row)
         cached = self._clients.get(merchant_id)
         if cached is not None and cached[0] == fingerprint:
             return cached[1]
+        client = self._sandbox_client(row) if row.sandbox else await self._client(row)
+        cached = self._clients.get(merchant_id)
+        if cached is not None and cached[0] == fingerprint:  # built meanwhile by another call
+            await client.aclose()
+            return cached[1]
+        self._install(merchant_id, fingerprint, client)
+        return client
+
+    async def _client(self, row: PspConnection) -> PspClient:
         for field in ("base_url", "token_url"):
             await netguard.check_url(getattr(row, field), self.url_policy, field=field)
-        client = self.build(
+        return self.build(
             base_url=row.base_url,
             token_url=row.token_url,
             client_id=row.client_id,
@@ -104,12 +134,19 @@ class PspClients:
             private_key_pem=decrypt_field(self.encryption_key, row, "private_key_pem"),
             server_ca_pem=row.server_ca_pem,
         )
-        cached = self._clients.get(merchant_id)
-        if cached is not None and cached[0] == fingerprint:  # built meanwhile by another call
-            await client.aclose()
-            return cached[1]
-        self._install(merchant_id, fingerprint, client)
-        return client
+
+    def _sandbox_client(self, row: PspConnection) -> PspClient:
+        assert self.sandbox_secret_key is not None, "sandbox rows are skipped without it"
+        client_id, secret = sandbox_auth.client_credentials(
+            self.sandbox_secret_key, row.merchant_id
+        )
+        return self.build(
+            base_url=row.base_url,
+            token_url=row.token_url,
+            client_id=client_id,
+            client_secret=secret,
+            plain_http=True,
+        )
 
     def install(self, row: PspConnection, client: PspClient) -> None:
         """Keep a client just proven against the PSP for the row it was stored as."""
