@@ -52,6 +52,7 @@ from pixweb.netguard import UrlPolicy
 from pixweb.psp.sandbox import routes as sandbox_psp
 from pixweb.services import merchants
 from pixweb.services.psp_clients import PspClients
+from pixweb.services.reconcile import ReconcileJob
 from pixweb.web import auth as web_auth
 from pixweb.web import dashboard as web_dashboard
 from pixweb.web import filters
@@ -210,14 +211,24 @@ class _SigningOnceSessions(SecureCookieSessionInterface):
 
 
 def _init_lifecycle(app: Quart, config: Config) -> None:
+    reconciliation = ReconcileJob(
+        interval=config.reconcile_seconds or 0,
+        clients=app.extensions[PSP_CLIENTS_KEY],
+        broker=app.extensions[BROKER_KEY],
+        metrics=app.extensions[METRICS_KEY],
+    )
+
     @app.before_serving
     async def open_resources() -> None:
         await db.open_database(config.database_url)
         if config.auto_migrate:
             await db.apply_migrations(config.database_url)
+        if config.reconcile_seconds:
+            reconciliation.start()
 
     @app.after_serving
     async def close_resources() -> None:
+        await reconciliation.stop()
         await app.extensions[PSP_CLIENTS_KEY].aclose()
         await app.extensions[BROKER_KEY].close()
         await db.close_database()

@@ -62,6 +62,9 @@ class Config:
     instance_path: str = "instance"
     token_ttl_seconds: int = 3600
     testing: bool = False
+    # Seconds between reconciliation passes in the server (pixweb.services.reconcile); 0
+    # disables the job. Unset: 300, but 0 under `testing` (a test asks for the job).
+    reconcile_seconds: int | None = None
     # Apply migrations when serving starts (tests with in-memory SQLite need it).
     auto_migrate: bool = False
     # Extra keys handed to Quart's app.config (tests use it for flags like TESTING).
@@ -112,6 +115,10 @@ def load_config(
     config = Config(**values)
     if config.auth_rate_limit < 0:
         raise ConfigError("PIXWEB_AUTH_RATE_LIMIT must be 0 (no limit) or more")
+    if config.reconcile_seconds is None:
+        config = replace(config, reconcile_seconds=0 if config.testing else 300)
+    elif config.reconcile_seconds < 0:
+        raise ConfigError("PIXWEB_RECONCILE_SECONDS must be 0 (no job) or more")
     if config.env not in ENVIRONMENTS:
         raise ConfigError(
             f"PIXWEB_ENV must be one of {', '.join(ENVIRONMENTS)}, not {config.env!r}"
@@ -136,7 +143,7 @@ def _networks(
 
 
 def _coerce(name: str, raw: str) -> Any:
-    if name in {"token_ttl_seconds", "auth_rate_limit"}:
+    if name in {"token_ttl_seconds", "auth_rate_limit", "reconcile_seconds"}:
         try:
             return int(raw)
         except ValueError as exc:

@@ -66,6 +66,17 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.reconciliation_runs = Counter(
+            "pixweb_reconciliation_runs",
+            "Reconciliation runs per merchant by outcome (ok, failed, busy: another worker had it)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.reconciliation_lag = Gauge(
+            "pixweb_reconciliation_lag_seconds",
+            "Seconds from the oldest merchant's reconciliation checkpoint to the last pass",
+            registry=self.registry,
+        )
         self.registry.register(_BrokerCollector(broker))
 
     @contextmanager

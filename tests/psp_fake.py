@@ -16,6 +16,7 @@ import socket
 import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -83,6 +84,18 @@ class FakePsp:
     pix: dict[str, dict[str, Any]] = field(default_factory=dict)
     webhooks: dict[str, str] = field(default_factory=dict)
     devolucoes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # GET /pix lists only the Pix whose horario is within inicio..fim, as PSPs do (off:
+    # every Pix, whatever the window).
+    honour_window: bool = False
+    pages_scripted: dict[int, list[tuple[int, Any, float]]] = field(default_factory=dict)
+
+    def script_page(self, page: int, *answers: tuple[int, Any] | tuple[int, Any, float]) -> None:
+        """Serve these (status, body[, delay]) to GET /pix for `paginaAtual` `page` before
+        the normal page; a body None is the normal page, after the delay."""
+        queue = self.pages_scripted.setdefault(page, [])
+        for answer in answers:
+            status, body, *delay = answer
+            queue.append((status, body, delay[0] if delay else 0.0))
 
     def script(self, call: str, *answers: tuple[int, Any] | tuple[int, Any, float]) -> None:
         """Serve these (status, body[, delay]) to "METHOD /path" before the normal answer."""
@@ -195,7 +208,16 @@ def build_app(psp: FakePsp) -> Quart:
             int(request.args["paginacao.paginaAtual"]),
             int(request.args["paginacao.itensPorPagina"]),
         )
+        queue = psp.pages_scripted.get(page)
+        if queue:
+            status, answer, delay = queue.pop(0)
+            await asyncio.sleep(delay)
+            if answer is not None:
+                return json_answer(answer, status)
         items = sorted(psp.pix.values(), key=lambda p: p["horario"])
+        if psp.honour_window:
+            inicio, fim = (_moment(request.args[name]) for name in ("inicio", "fim"))
+            items = [p for p in items if inicio <= _moment(p["horario"]) <= fim]
         pages = max(1, -(-len(items) // size))
         return {
             "parametros": {
@@ -244,6 +266,10 @@ def build_app(psp: FakePsp) -> Quart:
         return psp.devolucoes[key]
 
     return app
+
+
+def _moment(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def json_answer(body: Any, status: int) -> Response:

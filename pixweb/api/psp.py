@@ -78,6 +78,19 @@ class CertificateOut(BaseModel):
     expired: bool
 
 
+class ReconciliationOut(BaseModel):
+    status: str = Field(description="ok, or failed (`error` says why)")
+    finished_at: datetime
+    pages: int = Field(description="Pages of GET /pix read")
+    recorded: dict[str, int] = Field(description="Pix recorded by this run, by outcome")
+    already_recorded: int = Field(description="Pix listed that were recorded before")
+    skipped: dict[str, int] = Field(description="Pix not recorded, by reason")
+    reconciled_until: datetime | None = Field(
+        description="Every Pix the PSP listed up to here is recorded"
+    )
+    error: str | None
+
+
 class PspConnectionOut(BaseModel):
     base_url: str
     token_url: str
@@ -86,7 +99,8 @@ class PspConnectionOut(BaseModel):
     certificate: CertificateOut
     webhook_url: str | None = Field(description="Registered at the PSP (null: see `problem`)")
     connected_at: datetime
-    last_reconciliation_at: datetime | None
+    last_reconciliation_at: datetime | None = Field(description="The last successful run")
+    last_reconciliation: ReconciliationOut | None = Field(description="What the last run found")
     problem: str | None = Field(
         description="Why the stored credentials cannot be used, if they cannot"
     )
@@ -108,6 +122,11 @@ class PspConnectionOut(BaseModel):
             webhook_url=view.webhook_url,
             connected_at=view.connected_at,
             last_reconciliation_at=view.last_reconciliation_at,
+            last_reconciliation=(
+                ReconciliationOut.model_validate(view.last_reconciliation)
+                if view.last_reconciliation
+                else None
+            ),
             problem=view.problem,
         )
 

@@ -86,6 +86,7 @@ class ConnectionView:
     webhook_url: str | None  # None when it cannot be decrypted: `problem` says why
     connected_at: datetime
     last_reconciliation_at: datetime | None
+    last_reconciliation: dict[str, Any] | None  # what it found: reconcile.Run.summary
     problem: str | None
 
 
@@ -127,6 +128,7 @@ def view(row: PspConnection, *, encryption_key: str) -> ConnectionView:
         webhook_url=webhook_url,
         connected_at=row.connected_at,
         last_reconciliation_at=row.last_reconciliation_at,
+        last_reconciliation=row.last_reconciliation,
         problem=problem,
     )
 
