@@ -190,6 +190,8 @@ UNREACHED = {
     # The PSP webhook intake takes a connected merchant's secret token in the path.
     "POST /webhooks/pix/{token}",
     "POST /webhooks/pix/{token}/pix",
+    # Attaching takes a received Pix that paid no charge, named by its end_to_end_id.
+    "POST /pix/received/{end_to_end_id}/attach",
 }
 
 
