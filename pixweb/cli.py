@@ -1,4 +1,4 @@
-"""The `pixweb` command: run, serve, migrate, merchant, brcode."""
+"""The `pixweb` command: run, serve, migrate, merchant, reconcile, brcode."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from pixweb import db
-from pixweb.config import ConfigError, load_config
+from pixweb.config import Config, ConfigError, load_config
 from pixweb.errors import PixwebError
 from pixweb.pix import brcode
 
@@ -205,6 +206,83 @@ def merchant_create(**fields: Any) -> None:
     except PixwebError as exc:
         raise click.ClickException(exc.detail) from exc
     click.echo(f"merchant {created.id} created: {created.email} ({created.pix_key_type} key)")
+
+
+@main.command()
+@click.option("--merchant", "email", help="Only this merchant (its e-mail).")
+@click.option(
+    "--since",
+    help="Page from this ISO 8601 moment (UTC if no offset) instead of the checkpoint; "
+    "a later one than the checkpoint leaves it where it is.",
+)
+def reconcile(email: str | None, since: str | None) -> None:
+    """Record the Pix the merchants' PSPs list that pixweb missed (one pass, as the server's
+    job does every PIXWEB_RECONCILE_SECONDS); exit 1 when a merchant's run failed."""
+    from pixweb.services import reconcile as service
+
+    start = _moment(since) if since else None
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        runs = _with_database(lambda: _reconcile(config, email, start))
+    except PixwebError as exc:
+        raise click.ClickException(exc.detail) from exc
+    if not runs:
+        click.echo("no merchant has a PSP connected")
+    for run, who in runs:
+        recorded = ", ".join(f"{n} {outcome}" for outcome, n in sorted(run.recorded.items()))
+        until = run.reconciled_until.isoformat() if run.reconciled_until else "none"
+        click.echo(
+            f"{who}: {run.status}, {run.pages} page(s), recorded {sum(run.recorded.values())}"
+            f"{f' ({recorded})' if recorded else ''}, {run.already_recorded} already recorded"
+            f"{''.join(f', {n} skipped ({why})' for why, n in sorted(run.skipped.items()))}"
+            f", checkpoint {until}{f': {run.error}' if run.error else ''}"
+        )
+    sys.exit(1 if any(run.status == service.RunStatus.FAILED for run, _ in runs) else 0)
+
+
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"{text!r} is not an ISO 8601 moment", param_hint="--since"
+        ) from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+async def _reconcile(config: Config, email: str | None, since: datetime | None) -> list[Any]:
+    from pixweb.broker import make_broker
+    from pixweb.errors import NotFoundError
+    from pixweb.models import Merchant, PspConnection
+    from pixweb.netguard import UrlPolicy
+    from pixweb.services import reconcile as service
+    from pixweb.services.psp_clients import PspClients
+
+    ids = None
+    if email is not None:
+        merchant = await Merchant.get_or_none(email=email.strip().lower())
+        if merchant is None:
+            raise NotFoundError(f"no merchant with the e-mail {email}")
+        if not await PspConnection.exists(merchant_id=merchant.id):
+            raise NotFoundError(f"{merchant.email} has no PSP connected")
+        ids = [merchant.id]
+    policy = UrlPolicy(require_https=config.production, allow_private=config.allow_private_urls)
+    clients = PspClients(encryption_key=config.encryption_key, url_policy=policy)
+    broker = make_broker(config.broker_url)  # Redis: the server's pages hear what is recorded
+    try:
+        runs = await service.reconcile_all(
+            clients=clients, broker=broker, merchant_ids=ids, since=since
+        )
+    finally:
+        await clients.aclose()
+        await broker.close()
+    emails = dict(
+        await Merchant.filter(id__in=[run.merchant_id for run in runs]).values_list("id", "email")
+    )
+    return [(run, emails.get(run.merchant_id, f"merchant {run.merchant_id}")) for run in runs]
 
 
 @main.group("brcode")

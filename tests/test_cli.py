@@ -17,6 +17,7 @@ from pathlib import Path
 from quart.typing import TestClientProtocol as Client
 
 from pixweb.pix import brcode
+from tests.psp_fake import FakePsp, Pki
 from tests.server import free_port
 from tests.support import need
 
@@ -184,3 +185,73 @@ def test_run_prints_the_demo_password_last_and_keeps_it_for_the_next_start(tmp_p
     kept.write_text("e-mail: demo@pixweb.local\npassword: not-the-password\n")
     stale = _run_until_ready(env, tmp_path / "stale.log")  # never a password that fails
     assert "not-the-password" not in stale and "demo merchant: none kept" in stale
+
+
+async def _reconcile_cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "pixweb.cli", "reconcile", *args],
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_reconcile_runs_one_pass_by_hand(tmp_path: Path, psp: FakePsp, pki: Pki) -> None:
+    """The PSP serves in this test's loop while `pixweb reconcile` runs as its own process."""
+    from pixweb import crypto, db
+    from pixweb.models import PixSource, ReceivedPix
+    from pixweb.netguard import UrlPolicy
+    from pixweb.services import psp_connections
+    from pixweb.services.psp_clients import PspClients
+    from tests.conftest import make_merchant
+    from tests.services.test_reconcile import PUBLIC, add_pix, credentials
+
+    url, key = f"sqlite://{tmp_path / 'cli.sqlite3'}", crypto.generate_key()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIXWEB_")}
+    env |= {
+        "PIXWEB_DATABASE_URL": url,
+        "PIXWEB_INSTANCE_PATH": str(tmp_path / "instance"),
+        "PIXWEB_ENCRYPTION_KEY": key,
+        "PIXWEB_ALLOW_PRIVATE_URLS": "1",
+    }
+    await db.open_database(url)
+    try:
+        await db.apply_migrations(url)
+        merchant = await make_merchant()
+        clients = PspClients(
+            encryption_key=key, url_policy=UrlPolicy(require_https=True, allow_private=True)
+        )
+        try:
+            await psp_connections.connect(
+                merchant, credentials(psp, pki), clients=clients, public_base=PUBLIC
+            )
+        finally:
+            await clients.aclose()
+    finally:
+        await db.close_database()
+    psp.honour_window = True
+    e2eid = add_pix(psp, 1)
+
+    code, out, err = await _reconcile_cli(env, "--merchant", "Loja@Example.com")
+    assert code == 0, err
+    assert out.startswith("loja@example.com: ok, 1 page(s), recorded 1 (1 no_txid), 0 already")
+    code, out, err = await _reconcile_cli(env)  # every merchant: nothing new
+    assert code == 0, err
+    assert "recorded 0, 1 already recorded" in out
+    await db.open_database(url)
+    try:
+        record = await ReceivedPix.get(end_to_end_id=e2eid)
+        assert record.source == PixSource.RECONCILIATION and record.merchant_id == merchant.id
+    finally:
+        await db.close_database()
+
+    code, _, err = await _reconcile_cli(env, "--merchant", "ninguem@example.com")
+    assert code == 1 and "no merchant with the e-mail ninguem@example.com" in err
+    code, _, err = await _reconcile_cli(env, "--since", "ontem")
+    assert code == 2 and "is not an ISO 8601 moment" in err
+    psp.script_page(0, *[(503, {"title": "ServicoIndisponivel", "status": 503})] * 3)
+    code, out, _ = await _reconcile_cli(env)
+    assert code == 1 and "loja@example.com: failed" in out and "503" in out
