@@ -270,7 +270,12 @@ async def _reconcile(config: Config, email: str | None, since: datetime | None) 
             raise NotFoundError(f"{merchant.email} has no PSP connected")
         ids = [merchant.id]
     policy = UrlPolicy(require_https=config.production, allow_private=config.allow_private_urls)
-    clients = PspClients(encryption_key=config.encryption_key, url_policy=policy)
+    clients = PspClients(
+        encryption_key=config.encryption_key,
+        url_policy=policy,
+        # Development's sandbox connections too (the server serving the sandbox answers).
+        sandbox_secret_key=None if config.production else config.secret_key,
+    )
     broker = make_broker(config.broker_url)  # Redis: the server's pages hear what is recorded
     try:
         runs = await service.reconcile_all(

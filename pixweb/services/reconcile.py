@@ -181,12 +181,14 @@ async def reconcile_merchant(
         run.reconciled_until = row.reconciled_until
         try:
             client = await clients.for_merchant(merchant_id)
-            if client is None:
+            if client is None:  # disconnected meanwhile, or a sandbox out of development
                 raise NotFoundError(NOT_CONNECTED)
             await _received_pix(run, row, client, broker, since, page_size, overlap)
             # Refunds still EM_PROCESSAMENTO are polled here, under this same lock, once
             # services/refunds.py exists (the refunds issue): GET /pix/{e2eid}/devolucao/{id}
             # for each, settled through the refunds' one path.
+        except NotFoundError:
+            raise
         except PixwebError as exc:
             run.status, run.error = RunStatus.FAILED, exc.detail
             log.warning("merchant %s: reconciliation failed: %s", merchant_id, exc.detail)

@@ -17,6 +17,7 @@ from quart.typing import TestClientProtocol as Client
 from pixweb.app import create_app
 from pixweb.config import ConfigError, load_config
 from pixweb.deps import METRICS_KEY, PSP_CLIENTS_KEY
+from pixweb.errors import NotFoundError
 from pixweb.models import Merchant, PaymentStatus, PixSource, PspConnection, ReceivedPix
 from pixweb.netguard import UrlPolicy
 from pixweb.psp.transport import RetryPolicy
@@ -372,6 +373,17 @@ async def test_a_failing_merchant_does_not_stop_the_others(
     assert (await ReceivedPix.get(end_to_end_id=theirs)).merchant_id == second.id
     assert await reconcile.lag_seconds() > 0  # the failing merchant's checkpoint lags
     await assert_ledger_invariants()
+
+
+async def test_a_merchant_without_a_psp_is_not_reconciled(
+    merchant: Merchant, clients: PspClients, broker: Any
+) -> None:
+    with pytest.raises(NotFoundError, match="no PSP is connected"):
+        await run(merchant, clients, broker)
+    assert await reconcile.reconcile_all(clients=clients, broker=broker) == []
+    # Disconnected between the listing and its turn: skipped, not failed.
+    runs = await reconcile.reconcile_all(clients=clients, broker=broker, merchant_ids=[merchant.id])
+    assert runs == []
 
 
 def test_the_interval_setting() -> None:
