@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
 from quart_schema.openapi import OpenAPIProvider
-from werkzeug.routing import Rule
+from werkzeug.routing import BaseConverter, Rule, UnicodeConverter, UUIDConverter
 
 T = TypeVar("T", bound=Callable[..., Any])
 
@@ -89,6 +89,11 @@ def _implied_errors(operation: dict[str, Any]) -> set[int]:
     return statuses
 
 
+# What a text path segment can hold: werkzeug's string converter takes no "/", and the services
+# refuse control characters (validation.check_text) or find nothing under them.
+PATH_TEXT_PATTERN = r"^[^/\x00-\x1f\x7f-\x9f]+$"
+
+
 class Provider(OpenAPIProvider):
     """quart-schema's document, plus each route's implied errors and its `media` responses.
 
@@ -96,6 +101,14 @@ class Provider(OpenAPIProvider):
     413; query or header parameters: 400; path parameters: 404), so a new route cannot
     forget them; `errors` declares the rest (409, 422, 429...).
     """
+
+    def build_path_parameter(self, name: str, converter: BaseConverter) -> dict[str, Any]:
+        parameter = super().build_path_parameter(name, converter)
+        if isinstance(converter, UUIDConverter):
+            parameter["schema"] = {"type": "string", "format": "uuid"}
+        elif isinstance(converter, UnicodeConverter):
+            parameter["schema"] = {"type": "string", "pattern": PATH_TEXT_PATTERN}
+        return parameter
 
     def build_paths(self, rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:
         paths, components = super().build_paths(rule)
