@@ -111,6 +111,11 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Quart:
         url_policy=UrlPolicy(
             require_https=config.production, allow_private=config.allow_private_urls
         ),
+        # Outside production the sandbox PSP is served, and development servers connect
+        # every merchant to it by default; tests only when they set SANDBOX_PSP_CONNECT.
+        sandbox_secret_key=None if config.production else config.secret_key,
+        sandbox_connect=not config.production
+        and bool(app.config.get("SANDBOX_PSP_CONNECT", not config.testing)),
     )
     _init_lifecycle(app, config)
     observability.init_app(app, json_logs=config.production)

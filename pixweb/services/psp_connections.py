@@ -192,6 +192,7 @@ async def connect(
             "webhook_token_hash": webhook_token_hash(token),
             "connected_at": utcnow(),
             "last_reconciliation_at": None,
+            "sandbox": False,  # a real PSP replaces the development sandbox's connection
             **_encrypted(clients.encryption_key, merchant.id, given, webhook_url),
         }
         row = await _store(merchant, existing, values)

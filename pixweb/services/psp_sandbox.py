@@ -11,6 +11,7 @@ says so (development serving); never in production.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from datetime import UTC, datetime
@@ -18,10 +19,21 @@ from datetime import UTC, datetime
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from pixweb.models import Merchant, PspConnection
+from pixweb.models import (
+    Merchant,
+    Payment,
+    PaymentStatus,
+    PspConnection,
+    ReceivedPix,
+    SandboxCob,
+)
 from pixweb.psp.client import PspClient
 from pixweb.psp.sandbox import auth as sandbox_auth
+from pixweb.psp.sandbox import scenarios
 from pixweb.psp.sandbox import webhooks as sandbox_webhooks
+from pixweb.psp.sandbox.scenarios import Scenario
+from pixweb.psp.sandbox.worker import SandboxWorker
+from pixweb.psp.schemas import Pix
 from pixweb.services.clock import utcnow
 from pixweb.services.psp_clients import PspClients, encrypt_field
 from pixweb.services.psp_connections import WEBHOOK_PATH, webhook_token_hash
@@ -31,6 +43,7 @@ log = logging.getLogger(__name__)
 SANDBOX_PATH = "/sandbox/psp"  # where pixweb.psp.sandbox.routes is mounted
 NO_CERTIFICATE = "sandbox (sem certificado)"
 NEVER = datetime(9999, 12, 31, tzinfo=UTC)
+SIMULATION_WAIT_SECONDS = 5.0
 
 
 async def client_for(
@@ -81,3 +94,40 @@ async def connect_sandbox(
         return await PspConnection.get(merchant_id=merchant.id)
     log.info("merchant %s connected to the sandbox PSP at %s", merchant.id, row.base_url)
     return row
+
+
+async def is_sandbox_charge(payment: Payment) -> bool:
+    """Whether the charge was created at the sandbox PSP (its scenarios can pay it)."""
+    return await SandboxCob.exists(merchant_id=payment.merchant_id, txid=payment.txid)
+
+
+async def simulate(
+    payment: Payment,
+    scenario: Scenario,
+    *,
+    value_cents: int | None,
+    worker: SandboxWorker,
+    wait_seconds: float = SIMULATION_WAIT_SECONDS,
+) -> list[Pix]:
+    """A payer pays the charge at the sandbox PSP as `scenario` says; the Pix made.
+
+    `late` first moves the charge's expiry back here too (the sandbox moves its cob's
+    clock), so the Pix arrives after both. Then wait (bounded) until the webhook the sandbox
+    sends has recorded each Pix, so the caller shows where the charge ended up."""
+    if scenario is Scenario.LATE:
+        expired = utcnow() - scenarios.LATE_BY
+        pending = Payment.filter(id=payment.id, status=PaymentStatus.PENDING)
+        await pending.update(expires_at=expired)
+    made = await scenarios.pay_cob(
+        payment.merchant_id, payment.txid, scenario, value_cents=value_cents, worker=worker
+    )
+    if scenario is not Scenario.NO_WEBHOOK:
+        ids = [pix.end_to_end_id for pix in made]
+        deadline = asyncio.get_running_loop().time() + wait_seconds
+        while await ReceivedPix.filter(end_to_end_id__in=ids).count() < len(ids):
+            if asyncio.get_running_loop().time() >= deadline:
+                log.warning("sandbox: the webhook of %s did not land in time", ids)
+                break
+            await asyncio.sleep(0.05)
+    await payment.refresh_from_db()
+    return made

@@ -133,9 +133,8 @@ async def record_received_pix(
         raise InvalidInputError("value out of range", fields={"value": "out of range"})
     if existing := await ReceivedPix.get_or_none(end_to_end_id=key):
         return existing, False
-    # pixweb's own txids are shorter than the spec allows: a longer one names none of them.
-    known = txid is not None and len(txid) <= payments.TXID_LENGTH
-    payment = await Payment.get_or_none(txid=txid) if known else None
+    # pixweb's txids: 25 characters for a static code, 35 for a charge made at the PSP.
+    payment = await Payment.get_or_none(txid=txid) if txid is not None else None
     if merchant_id is None:
         if payment is None:
             raise NotFoundError("no charge with this txid: no merchant to credit")

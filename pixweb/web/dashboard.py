@@ -13,11 +13,11 @@ from quart_schema import hide
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from pixweb import money
-from pixweb.deps import check_csrf, get_broker, session_merchant
+from pixweb.deps import check_csrf, get_broker, get_psp_clients, session_merchant
 from pixweb.errors import AuthenticationError, InvalidInputError, NotFoundError, PixwebError
 from pixweb.models import Merchant, Payment
 from pixweb.pix import qr
-from pixweb.presenters import absolute_url, dashboard_context
+from pixweb.presenters import absolute_url, dashboard_context, public_base
 from pixweb.services import accounts, ledger, notifications, payments, settlement
 from pixweb.services import review as payment_review
 from pixweb.web.forms import messages_for, parse_brl
@@ -62,6 +62,8 @@ async def _charge(merchant: Merchant, form: dict[str, str]) -> Outcome:
         description=form["description"] or None,
         expires_in=_expires_in(form["expires_in"]),
         broker=get_broker(),
+        clients=get_psp_clients(),
+        public_base=public_base(),
     )
     return {"success": "Cobrança criada.", "created": _shareable(payment)}
 
