@@ -90,9 +90,11 @@ async def test_connect_resyncs_the_whole_state_out_of_band(
     await post(logged_in, "/accounts/me/deposits", auth, value="10.00")
     charge = await post(logged_in, "/payments/pix", auth, value="3.00")
     async with dashboard(logged_in) as (socket, resync):
-        for element in ("balance", "movements-list", "charges-list", "notifications", "pix-chart"):
+        roots = ("balance", "movements-list", "charges-list", "notifications", "pix-chart")
+        roots += ("to-reconcile", "to-reconcile-count", "psp-status")
+        for element in roots:
             assert f'id="{element}"' in resync
-        assert resync.count('hx-swap-oob="true"') == 5
+        assert resync.count('hx-swap-oob="true"') == len(roots)
         assert ">R$\u00a010,00</p>" in resync and 'data-kind="deposito"' in resync
         assert f'id="charge-{charge["id"]}" data-status="pending"' in resync
         assert 'id="unread-count">1<' in resync and "<svg" in resync

@@ -7,19 +7,27 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
+from uuid import UUID
 
 from quart import Blueprint, redirect, render_template, request, url_for
 from quart_schema import hide
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from pixweb import money
+from pixweb import dashboard_view, money
 from pixweb.deps import check_csrf, get_broker, get_psp_clients, session_merchant
-from pixweb.errors import AuthenticationError, InvalidInputError, NotFoundError, PixwebError
-from pixweb.models import Merchant, Payment
+from pixweb.errors import (
+    AuthenticationError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    PixwebError,
+)
+from pixweb.models import Merchant, Payment, PixOutcome, ReceivedPix
 from pixweb.pix import qr
 from pixweb.presenters import absolute_url, dashboard_context, public_base
-from pixweb.services import accounts, ledger, notifications, payments, settlement
+from pixweb.services import accounts, ledger, notifications, payments, received, settlement
 from pixweb.services import review as payment_review
+from pixweb.services.clock import utcnow
 from pixweb.web.forms import messages_for, parse_brl
 
 blueprint = Blueprint("web_dashboard", __name__)
@@ -44,7 +52,8 @@ async def dashboard() -> str | WerkzeugResponse:
     if merchant is None:
         return redirect(url_for("web_auth.login_page"))
     context = await dashboard_context(merchant)
-    return await render_template("pages/dashboard.html", forms=tuple(ACTIONS), **context)
+    extras = await dashboard_view.dashboard_extras(merchant.id)
+    return await render_template("pages/dashboard.html", forms=tuple(ACTIONS), **context, **extras)
 
 
 @blueprint.get("/")
@@ -96,9 +105,17 @@ async def _pay(merchant: Merchant, form: dict[str, str]) -> Outcome:
     return {"success": f"Pagamento de {amount} para {movement.counterpart} realizado."}
 
 
+def _is_key(key: str) -> bool:
+    """A form's one-use key as `secrets.token_hex(16)` made it."""
+    return len(key) == 32 and all(c in "0123456789abcdef" for c in key)
+
+
+STALE_FORM = "Formulário expirado: tente de novo."
+
+
 def _pay_key(key: str) -> str:
     # Made by the review step: one confirmation, however often it is sent, pays once.
-    if len(key) != 32 or not all(c in "0123456789abcdef" for c in key):
+    if not _is_key(key):
         raise InvalidInputError("review the payment first", fields={"brcode": "not reviewed"})
     return f"dashboard-pay:{key}"
 
@@ -175,3 +192,88 @@ async def read_notifications() -> str:
     return await render_template(
         "partials/notifications.html", notifications=history.items, unread=history.unread
     )
+
+
+async def _waiting(merchant: Merchant, pix_id: UUID) -> ReceivedPix:
+    record = await ReceivedPix.get_or_none(id=pix_id, merchant_id=merchant.id)
+    if record is None:
+        raise NotFoundError("no received Pix with this id")
+    return record
+
+
+async def _attach_form(
+    record: ReceivedPix, *, key: str, error: str | None = None, selected: UUID | None = None
+) -> str:
+    charges = await dashboard_view.attachable_charges(record.merchant_id)
+    if record.outcome == PixOutcome.MATCHED:
+        error, charges = error or "Este Pix já pagou uma cobrança.", []
+    return await render_template(
+        "partials/attach_form.html",
+        pix=record,
+        key=key,
+        error=error,
+        charges=charges,
+        selected=selected or record.payment_id,
+        now=utcnow(),
+    )
+
+
+@blueprint.get("/dashboard/received/<uuid:pix_id>/attach")
+@hide
+async def attach_form(pix_id: UUID) -> str:
+    """The form attaching a waiting Pix to a charge, with the charges it may pay now."""
+    record = await _waiting(await _merchant(), pix_id)
+    return await _attach_form(record, key=secrets.token_hex(16))
+
+
+def _attach_error(error: PixwebError) -> str:
+    """The merchant's words for a refused attachment (the service's details are English)."""
+    detail = error.detail or ""
+    if "Idempotency-Key" in detail:
+        return "Este formulário já foi usado: abra-o de novo."
+    if "already paid a charge" in detail:
+        return "Este Pix já pagou outra cobrança."
+    if detail.startswith("payment is"):
+        status = detail.split()[2]
+        said = {"cancelled": "foi cancelada"}.get(status, "já foi paga")
+        return f"Esta cobrança {said} e não pode receber este Pix."
+    if isinstance(error, NotFoundError):
+        return "Cobrança não encontrada."
+    return "Não foi possível associar este Pix."
+
+
+@blueprint.post("/dashboard/received/<uuid:pix_id>/attach")
+@hide
+async def attach_pix(pix_id: UUID) -> tuple[str, int, dict[str, str]]:
+    """Let a waiting Pix pay a charge (no money moves); the socket updates the lists.
+
+    The answer is a toast (the item leaves the list through the socket's push); a refusal
+    re-renders the form with 422. The form's key makes a repeated submit one attachment.
+    """
+    merchant = await _merchant()
+    record = await _waiting(merchant, pix_id)
+    form = await request.form
+    key = form.get("key", "")
+    if not _is_key(key):
+        return await _attach_form(record, key=secrets.token_hex(16), error=STALE_FORM), 422, {}
+    try:
+        payment_id = UUID(form.get("payment_id", ""))
+    except ValueError:
+        return await _attach_form(record, key=key, error="Escolha uma cobrança."), 422, {}
+    try:
+        record, _ = await received.attach(
+            merchant.id,
+            record.end_to_end_id,
+            payment_id,
+            idempotency_key=f"dashboard-attach:{key}",
+            broker=get_broker(),
+        )
+    except (NotFoundError, ConflictError) as error:
+        said = _attach_error(error)
+        html = await _attach_form(record, key=key, error=said, selected=payment_id)
+        return html, 422, {}
+    payment = await payments.get_payment(payment_id, merchant_id=merchant.id)
+    name = payment.description or f"#{str(payment.id)[:8]}"
+    message = f"Pix de {money.format_brl(record.amount_cents)} associado à cobrança {name}: paga."
+    html = await render_template("partials/attach_done.html", message=message)
+    return html, 200, {"HX-Retarget": "#toasts", "HX-Reswap": "afterbegin"}

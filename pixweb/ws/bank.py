@@ -3,7 +3,8 @@
 Messages are `{"event": name, "data": {...}}`. The server greets with `conexao`; the client
 sends `autenticar {token}` (→ `autenticado`, and the socket joins that merchant's room) and
 `solicitar_saldo {token, correntista_id}` (→ `saldo_atualizado`); the room then receives
-`notificacao` and `saldo_atualizado` on every movement. Anything wrong → `erro`.
+`notificacao` and `saldo_atualizado` on every movement, and `notificacao` alone for a
+notice without one (a Pix to reconcile, a refund's outcome). Anything wrong → `erro`.
 """
 
 from __future__ import annotations
@@ -185,7 +186,8 @@ def _balance(account_id: int, name: str, cents: int) -> dict[str, Any]:
 
 
 async def _forward(events: AsyncIterator[Event], account_id: int, name: str) -> None:
-    """Forward the merchant's movements as `notificacao` + `saldo_atualizado`."""
+    """Forward the merchant's movements as `notificacao` + `saldo_atualizado`, and its
+    other notices as `notificacao`."""
     try:
         await _forward_events(events, account_id, name)
     except SubscriptionLaggedError:
@@ -195,8 +197,10 @@ async def _forward(events: AsyncIterator[Event], account_id: int, name: str) -> 
 
 async def _forward_events(events: AsyncIterator[Event], account_id: int, name: str) -> None:
     async for event in events:
-        if event.get("type") != "movement":
+        kind = event.get("type")
+        if kind not in ("movement", "notification"):
             continue
         notification = {k: event["notification"][k] for k in NOTIFICATION_FIELDS}
         await _emit("notificacao", notification)
-        await _emit("saldo_atualizado", _balance(account_id, name, event["balance_cents"]))
+        if kind == "movement":
+            await _emit("saldo_atualizado", _balance(account_id, name, event["balance_cents"]))

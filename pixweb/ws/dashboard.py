@@ -17,11 +17,19 @@ from uuid import UUID
 
 from quart import Blueprint, render_template, websocket
 
+from pixweb import dashboard_view
 from pixweb.broker import Event
 from pixweb.deps import get_broker, get_metrics, session_merchant
-from pixweb.models import Merchant, Movement, MovementKind, Notification, PaymentStatus
+from pixweb.models import (
+    Merchant,
+    Movement,
+    MovementKind,
+    Notification,
+    PaymentStatus,
+    ReceivedPix,
+)
 from pixweb.presenters import chart_context, dashboard_context
-from pixweb.services import notifications, payments
+from pixweb.services import notifications, payments, received
 from pixweb.services.clock import utcnow
 from pixweb.services.events import account_channel, presence_channel
 from pixweb.ws.common import (
@@ -51,10 +59,13 @@ async def dashboard_socket() -> None:
     with get_metrics().socket_open("dashboard"):
         async with broker.subscribe(account_channel(merchant.id)) as events:
             context = await dashboard_context(merchant)
-            sync = await render_template("partials/dashboard_sync.html", **context, oob=True)
+            extras = await dashboard_view.dashboard_extras(merchant.id)
+            sync = await render_template(
+                "partials/dashboard_sync.html", **context, **extras, oob=True
+            )
             await websocket.send(sync)
             await broker.publish(presence_channel(merchant.id), {"type": "presence.ping"})
-            live = _Live(merchant, context)
+            live = _Live(merchant, {**context, **extras})
             await serve_until_closed(live.push(events), ignore_client_messages())
 
 
@@ -66,6 +77,7 @@ class _Live:
         self.viewers: defaultdict[str, set[str]] = defaultdict(set)
         # Rows on screen: a fragment for a row the page lacks would be an htmx error.
         self.shown = {str(p.id) for p in context["charges"]}
+        self.waiting = {str(pix.id) for pix in context["to_reconcile"]}  # "Pix a conciliar"
         self.expiries: dict[str, datetime] = {
             str(p.id): p.expires_at
             for p in context["charges"]
@@ -89,6 +101,10 @@ class _Live:
         kind = event.get("type", "")
         if kind == "movement":
             return await self.movement(event)
+        if kind == "notification":
+            return await self.notification(event)
+        if kind in ("pix.received", "pix.attached"):
+            return await self.to_reconcile(event)
         payment_id = event.get("payment_id", "")
         if kind == "presence":
             viewers = self.viewers[payment_id]
@@ -116,11 +132,49 @@ class _Live:
             "balance_cents": event["balance_cents"],
             "unread": (await notifications.history(self.merchant.id, limit=1)).unread,
             "spoken": None,
+            # A Pix that paid no charge is told once, by its own "Pix a conciliar" notice
+            # (which says why): its credit's notice is listed, without a second toast.
+            "toast": not await dashboard_view.is_to_reconcile(movement.id),
         }
         if movement.kind == MovementKind.PIX_RECEBIDO:
             context["spoken"] = spoken_amount(movement.amount_cents)
             context.update(await chart_context(self.merchant.id))
         return await render_template("partials/dashboard_movement.html", **context)
+
+    async def notification(self, event: Event) -> str:
+        """A notice that came without a movement (a Pix to reconcile, a refund...)."""
+        notification = await Notification.get(
+            id=event["notification"]["id"], merchant_id=self.merchant.id
+        )
+        unread = (await notifications.history(self.merchant.id, limit=1)).unread
+        context = {"notification": notification, "unread": unread}
+        return await render_template("partials/dashboard_notification.html", **context)
+
+    async def to_reconcile(self, event: Event) -> str | None:
+        """A Pix joins "Pix a conciliar" (recorded without paying a charge) or leaves it."""
+        e2e = event["pix"]["end_to_end_id"]
+        record = await dashboard_view.waiting_pix(self.merchant.id, e2e)
+        if event["type"] == "pix.received" and record is None:
+            return None  # it paid its charge: nothing to reconcile
+        new = record is not None and str(record.id) not in self.waiting
+        gone = None
+        if record is None:
+            gone = await ReceivedPix.get_or_none(merchant_id=self.merchant.id, end_to_end_id=e2e)
+        # Only rows on screen are removed (a fragment for a missing row is an htmx error).
+        if gone is not None and str(gone.id) in self.waiting:
+            self.waiting.discard(str(gone.id))
+        else:
+            gone = None
+        if new:
+            assert record is not None
+            self.waiting.add(str(record.id))
+        context = {
+            "pix": record if new else None,
+            "gone": gone,
+            "to_reconcile_count": await received.count_to_reconcile(self.merchant.id),
+            "outcome_label": dashboard_view.outcome_label,
+        }
+        return await render_template("partials/dashboard_to_reconcile.html", **context)
 
 
 def spoken_amount(cents: int) -> str:
