@@ -9,6 +9,7 @@ merchant to reconcile them (`attach`).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -30,7 +31,7 @@ from pixweb.models import (
     PixSource,
     ReceivedPix,
 )
-from pixweb.services import ledger, payments
+from pixweb.services import ledger, payments, psp_charges
 from pixweb.services.clock import utcnow
 from pixweb.services.events import Outbox, account_channel
 
@@ -42,8 +43,13 @@ PAYMENT_E2E_MAX = 32  # Payment.end_to_end_id: the BCB's format
 
 
 def txid_key(txid: str) -> str:
-    """The record key of a seed confirmation without end_to_end_id: one per charge."""
-    return f"{TXID_KEY}{txid}"
+    """The record key of a seed confirmation without end_to_end_id: one per charge.
+
+    A static charge's txid (25) fits beside the prefix; a PSP charge's (35) is digested to
+    fit the record's 35 characters (120 bits of SHA-256: one key per charge all the same)."""
+    if len(txid) + len(TXID_KEY) <= E2E_MAX:
+        return f"{TXID_KEY}{txid}"
+    return TXID_KEY + hashlib.sha256(txid.encode()).hexdigest()[: E2E_MAX - len(TXID_KEY)]
 
 
 def mask_document(document: str | None) -> str | None:
@@ -172,8 +178,9 @@ def _key(end_to_end_id: str | None, txid: str | None) -> str:
                 "invalid end_to_end_id", fields={"end_to_end_id": f"1 to {E2E_MAX} characters"}
             )
         return end_to_end_id
-    if not txid or len(txid) > payments.TXID_LENGTH:
-        # Keyed by the txid only for the seed's confirmations, which name pixweb's txids.
+    if not txid or len(txid) not in (payments.TXID_LENGTH, psp_charges.COB_TXID_LENGTH):
+        # Keyed by the txid only for the seed's confirmations, which name pixweb's txids:
+        # 25 characters for a static charge, 35 for one made at the PSP.
         raise InvalidInputError(
             "a Pix needs an end_to_end_id or a pixweb txid", fields={"end_to_end_id": "missing"}
         )

@@ -21,26 +21,9 @@ from pixweb.services.clock import utcnow
 
 blueprint = Blueprint("web_payments", __name__)
 
-# The sandbox's test panel: what a payer (or its PSP) can do to the charge.
-SCENARIOS = (
-    (Scenario.EXACT, "Pagar exatamente"),
-    (Scenario.TWICE, "Pagar duas vezes"),
-    (Scenario.OTHER_AMOUNT, "Pagar outro valor"),
-    (Scenario.LATE, "Pagar após o vencimento"),
-    (Scenario.NO_WEBHOOK, "Pagar sem webhook"),
-    (Scenario.WEBHOOK_TWICE, "Webhook duas vezes"),
-)
-
 
 def _htmx() -> bool:
     return request.headers.get("HX-Request") == "true"
-
-
-async def _context(payment: Payment, *, sandbox: bool) -> dict[str, Any]:
-    context = status_context(payment, sandbox=sandbox)
-    if sandbox and context["status"] == PaymentStatus.PENDING:
-        context["scenarios"] = SCENARIOS if await psp_sandbox.is_sandbox_charge(payment) else ()
-    return context
 
 
 @blueprint.get("/payments/pix/<uuid:payment_id>")
@@ -48,7 +31,7 @@ async def _context(payment: Payment, *, sandbox: bool) -> dict[str, Any]:
 async def payment_page(payment_id: UUID) -> Response:
     """Show the QR code, copy-paste code, amount and live status of a charge."""
     payment = await payments.get_payment(payment_id, with_merchant=True)
-    context = await _context(payment, sandbox=not get_config().production)
+    context = status_context(payment, sandbox=not get_config().production)
     template = "partials/payment_status.html" if _htmx() else "pages/payment.html"
     body = await render_template(template, **context)
     # The same URL answers a page or a partial, and the status must never be stale.
@@ -98,7 +81,7 @@ async def simulate_payment(payment_id: UUID) -> tuple[str, int]:
             )
         except ConflictError:
             status = 409  # expired or cancelled: the partial shows why
-    context = await _context(payment, sandbox=True)
+    context = status_context(payment, sandbox=True)
     return await render_template("partials/payment_status.html", **context), status
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from quart.typing import TestClientProtocol as Client
 
-from pixweb.models import Merchant, Payment, PaymentStatus
+from pixweb.models import Merchant, Payment, PaymentStatus, ReceivedPix
 from pixweb.services import psp_charges
 from pixweb.services.psp_clients import PspClients
 from tests.api.test_payments import assert_error
@@ -160,3 +160,20 @@ async def test_without_a_psp_charges_stay_static(client: Client, auth: dict[str,
     body = await (await post(client, auth)).get_json()
     assert len(body["bank_payment_id"]) == 25
     assert body["brcode"].startswith("000201") and "br.gov.bcb.pix" in body["brcode"]
+
+
+async def test_the_banks_confirmation_pays_a_psp_charge(
+    client: Client, auth: dict[str, str], on_psp: FakePsp, sign: Any
+) -> None:
+    """The seed's confirmation names a PSP charge by its 35-character txid, with or
+    without an end_to_end_id, and settles it once."""
+    created = await (await post(client, auth)).get_json()
+    body, headers = sign({"bank_payment_id": created["bank_payment_id"], "value": "100.00"})
+    first = await client.post("/payments/pix/confirmation", data=body, headers=headers)
+    answer = await first.get_json()
+    assert first.status_code == 200, answer
+    assert answer["status"] == "paid" and answer["confirmation"] == "settled"
+    again = await client.post("/payments/pix/confirmation", data=body, headers=headers)
+    assert (await again.get_json())["confirmation"] == "replayed"
+    (record,) = await ReceivedPix.all()
+    assert record.outcome == "matched" and len(record.end_to_end_id) <= 35
