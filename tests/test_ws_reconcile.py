@@ -14,7 +14,7 @@ from pixweb.ws.bank import NOTIFICATION_FIELDS
 from tests import test_ws_bank as bank
 from tests.test_ws_dashboard import dashboard, nothing_more, receive
 from tests.web.test_auth import login, page
-from tests.web.test_dashboard_reconcile import KEY, charge, expire, pix
+from tests.web.test_dashboard_reconcile import KEY, charge, connection, expire, pix
 
 NBSP = "\u00a0"
 
@@ -112,3 +112,18 @@ async def test_the_seed_socket_emits_the_notice_of_a_pix_to_reconcile(
         assert notice["mensagem"] == said
         assert notice["dados"]["resultado"] == "no_txid"
         await bank.nothing_more(socket)
+
+
+async def test_the_psp_line_follows_a_connection_made_while_the_dashboard_is_open(
+    client: Client, merchant: Merchant, broker: Any
+) -> None:
+    await login(client)
+    async with dashboard(client) as (socket, resync):
+        assert "PSP não conectado" in resync
+        await connection(merchant, sandbox=True)  # as development does on a first charge
+        await charge(merchant, broker, 100, "Primeira")
+        html = await receive(socket)
+        assert 'id="psp-status" class="psp-status" hx-swap-oob="true"' in html
+        assert "PSP de testes (sandbox)" in html and "Última conciliação: nunca" in html
+        await charge(merchant, broker, 100, "Segunda")
+        assert "psp-status" not in await receive(socket)  # unchanged: not sent again

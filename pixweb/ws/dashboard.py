@@ -78,6 +78,7 @@ class _Live:
         # Rows on screen: a fragment for a row the page lacks would be an htmx error.
         self.shown = {str(p.id) for p in context["charges"]}
         self.waiting = {str(pix.id) for pix in context["to_reconcile"]}  # "Pix a conciliar"
+        self.psp: dashboard_view.PspStatus = context["psp"]
         self.expiries: dict[str, datetime] = {
             str(p.id): p.expires_at
             for p in context["charges"]
@@ -112,7 +113,7 @@ class _Live:
         elif kind == "payment.created":
             self.shown.add(payment_id)
             self.expiries[payment_id] = datetime.fromisoformat(event["expires_at"])
-            return await self.charge(payment_id, new=True)
+            return await self.charge(payment_id, new=True) + await self.psp_line()
         elif kind.startswith("payment."):
             self.expiries.pop(payment_id, None)
         return await self.charge(payment_id) if payment_id in self.shown else None
@@ -121,6 +122,15 @@ class _Live:
         payment = await payments.get_payment(UUID(payment_id), merchant_id=self.merchant.id)
         context = {"payment": payment, "now": utcnow(), "viewers": self.viewers.get(payment_id)}
         return await render_template("partials/dashboard_charge.html", new=new, **context)
+
+    async def psp_line(self) -> str:
+        """The PSP status line when it changed (development connects the sandbox PSP on a
+        merchant's first charge; the last reconciliation ages)."""
+        status = await dashboard_view.psp_status(self.merchant.id)
+        if status == self.psp:
+            return ""
+        self.psp = status
+        return await render_template("partials/psp_status.html", psp=status, oob=True)
 
     async def movement(self, event: Event) -> str:
         # Read back from the database: the same objects the page renders, one template.

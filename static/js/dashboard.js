@@ -100,6 +100,8 @@
     expireToasts();
     announce();
   });
+  // Toasts also come from form answers (a Pix attached to a charge).
+  document.addEventListener("htmx:afterSwap", expireToasts);
 
   document.addEventListener("DOMContentLoaded", function () {
     var toggle = document.getElementById("sound-toggle");
