@@ -151,11 +151,13 @@ class _Live:
             context.update(await chart_context(self.merchant.id))
         return await render_template("partials/dashboard_movement.html", **context)
 
-    async def notification(self, event: Event) -> str:
+    async def notification(self, event: Event) -> str | None:
         """A notice that came without a movement (a Pix to reconcile, a refund...)."""
-        notification = await Notification.get(
+        notification = await Notification.get_or_none(
             id=event["notification"]["id"], merchant_id=self.merchant.id
         )
+        if notification is None:
+            return None
         unread = (await notifications.history(self.merchant.id, limit=1)).unread
         context = {"notification": notification, "unread": unread}
         return await render_template("partials/dashboard_notification.html", **context)
