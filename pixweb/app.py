@@ -36,6 +36,7 @@ from pixweb.api import openapi as api_openapi
 from pixweb.api import payments as api_payments
 from pixweb.api import psp as api_psp
 from pixweb.api import received as api_received
+from pixweb.api import refunds as api_refunds
 from pixweb.api import webhooks_in as api_webhooks_in
 from pixweb.broker import make_broker
 from pixweb.config import Config, load_config
@@ -128,6 +129,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Quart:
         api_notifications.blueprint,
         api_psp.blueprint,
         api_received.blueprint,
+        api_refunds.blueprint,
         api_webhooks_in.blueprint,
         web_payments.blueprint,
         web_tools.blueprint,

@@ -22,6 +22,14 @@ class PaymentStatus(StrEnum):
     PAID = "paid"
     CANCELLED = "cancelled"
     EXPIRED = "expired"
+    PARTIALLY_REFUNDED = "partially_refunded"  # paid, part of it refunded (services.refunds)
+    REFUNDED = "refunded"  # paid, all of it refunded
+
+
+# A charge someone paid, whatever its refunds gave back since (each has its paid_at).
+PAID_STATES = frozenset(
+    {PaymentStatus.PAID, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED}
+)
 
 
 class MovementKind(StrEnum):
@@ -33,6 +41,9 @@ class MovementKind(StrEnum):
     TRANSFERENCIA_RECEBIDA = "transferencia_recebida"
     PAGAMENTO = "pagamento"
     PIX_RECEBIDO = "pix_recebido"
+    DEVOLUCAO = "devolucao"  # a refund of a received Pix, debited when it is requested
+    DEVOLUCAO_ESTORNADA = "devolucao_estornada"  # a refund the PSP did not make, credited back
+    ESTORNO = "estorno"  # a charge paid from a pixweb balance reversed: one on each account
 
 
 class PixSource(StrEnum):
@@ -90,13 +101,15 @@ class Payment(Model):
     description = fields.CharField(max_length=140, null=True)
     txid = fields.CharField(max_length=35, unique=True)
     brcode = fields.TextField()
-    status = fields.CharEnumField(PaymentStatus, max_length=9, default=PaymentStatus.PENDING)
+    status = fields.CharEnumField(PaymentStatus, max_length=18, default=PaymentStatus.PENDING)
     created_at = fields.DatetimeField()
     expires_at = fields.DatetimeField()
     paid_at = fields.DatetimeField(null=True)
     end_to_end_id = fields.CharField(max_length=32, null=True, unique=True)
     idempotency_key = fields.CharField(max_length=255, null=True)
     request_hash = fields.CharField(max_length=64, null=True)
+    # What its refunds gave back (DEVOLVIDO, external or estorno): the payer's page says it.
+    refunded_cents = fields.BigIntField(default=0, db_default=0)
 
     merchant_id: int
 
@@ -357,3 +370,65 @@ class SandboxWebhook(Model):
     class Meta:
         table = "sandbox_webhook"
         unique_together = (("merchant_id", "chave"),)
+
+
+class RefundStatus(StrEnum):
+    PROCESSING = "processing"  # asked of the PSP (EM_PROCESSAMENTO): its amount is debited
+    REFUNDED = "refunded"  # DEVOLVIDO, or made outside pixweb, or reversed in the ledger
+    FAILED = "failed"  # NAO_REALIZADO or refused by the PSP: its amount was credited back
+
+
+class RefundKind(StrEnum):
+    PSP = "psp"  # a devolucao through the merchant's PSP
+    EXTERNAL = "external"  # made by the merchant in its bank app, recorded here
+    ESTORNO = "estorno"  # a charge paid from a pixweb balance, reversed in the ledger
+
+
+class Refund(Model):
+    """A refund of a received Pix (or of a charge paid from a pixweb balance).
+
+    `devolucao_id` is the id pixweb chose for the PSP, stored before the PSP is called, so
+    a retry reuses it (or the PSP's own, for the MED refunds it made by itself). `movement`
+    is the debit made when it was requested, `credit_movement` the credit back if it failed.
+    """
+
+    id = fields.UUIDField(primary_key=True, default=uuid4)
+    merchant: fields.ForeignKeyRelation[Merchant] = fields.ForeignKeyField(
+        "models.Merchant", related_name="refunds", on_delete=fields.RESTRICT
+    )
+    received_pix: fields.ForeignKeyNullableRelation[ReceivedPix] = fields.ForeignKeyField(
+        "models.ReceivedPix", related_name="refunds", null=True, on_delete=fields.RESTRICT
+    )
+    payment: fields.ForeignKeyNullableRelation[Payment] = fields.ForeignKeyField(
+        "models.Payment", related_name="refunds", null=True, on_delete=fields.RESTRICT
+    )
+    end_to_end_id = fields.CharField(max_length=35, null=True)
+    devolucao_id = fields.CharField(max_length=35)
+    rtr_id = fields.CharField(max_length=32, null=True)
+    kind = fields.CharEnumField(RefundKind, max_length=8)
+    natureza = fields.CharField(max_length=18)
+    amount_cents = fields.BigIntField()
+    description = fields.CharField(max_length=140, null=True)
+    status = fields.CharEnumField(RefundStatus, max_length=10)
+    reason = fields.CharField(max_length=200, null=True)
+    requested_at = fields.DatetimeField()
+    settled_at = fields.DatetimeField(null=True)
+    movement: fields.ForeignKeyNullableRelation[Movement] = fields.ForeignKeyField(
+        "models.Movement", related_name="refunds", null=True, on_delete=fields.RESTRICT
+    )
+    credit_movement: fields.ForeignKeyNullableRelation[Movement] = fields.ForeignKeyField(
+        "models.Movement", related_name="refunds_credited", null=True, on_delete=fields.RESTRICT
+    )
+    idempotency_key = fields.CharField(max_length=255, null=True)
+    request_hash = fields.CharField(max_length=64, null=True)
+
+    merchant_id: int
+    received_pix_id: UUID | None
+    payment_id: UUID | None
+    movement_id: int | None
+    credit_movement_id: int | None
+
+    class Meta:
+        table = "refund"
+        unique_together = (("merchant_id", "idempotency_key"), ("received_pix_id", "devolucao_id"))
+        indexes = (("status", "kind"), ("received_pix_id",), ("payment_id",))

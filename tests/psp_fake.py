@@ -88,6 +88,11 @@ class FakePsp:
     # every Pix, whatever the window).
     honour_window: bool = False
     pages_scripted: dict[int, list[tuple[int, Any, float]]] = field(default_factory=dict)
+    # Seconds each newly accepted refund (PUT devolucao) waits before its answer, in turn:
+    # the PSP took it, the client may have given up.
+    devolucao_stalls: list[float] = field(default_factory=list)
+    # How many of the next refund requests (PUT devolucao) fail with a 503, taking nothing.
+    devolucao_failures: int = 0
 
     def script_page(self, page: int, *answers: tuple[int, Any] | tuple[int, Any, float]) -> None:
         """Serve these (status, body[, delay]) to GET /pix for `paginaAtual` `page` before
@@ -103,6 +108,14 @@ class FakePsp:
         for answer in answers:
             status, body, *delay = answer
             queue.append((status, body, delay[0] if delay else 0.0))
+
+    def settle_devolucao(self, e2eid: str, rid: str, status: str, motivo: str = "") -> None:
+        """Bring a refund the PSP took to DEVOLVIDO or NAO_REALIZADO (with its motivo)."""
+        devolucao = self.devolucoes[f"{e2eid}/{rid}"]
+        devolucao["status"] = status
+        devolucao["horario"]["liquidacao"] = "2026-01-02T10:05:00Z"
+        if motivo:
+            devolucao["motivo"] = motivo
 
     def revoke_tokens(self) -> None:
         self.valid_tokens.clear()
@@ -252,6 +265,9 @@ def build_app(psp: FakePsp) -> Quart:
     @app.route("/pix/<e2eid>/devolucao/<rid>", methods=["PUT", "GET"])
     async def devolucao(e2eid: str, rid: str) -> Any:
         key = f"{e2eid}/{rid}"
+        if request.method == "PUT" and psp.devolucao_failures > 0:
+            psp.devolucao_failures -= 1
+            return json_answer(problem(503, "ServicoIndisponivel"), 503)
         if request.method == "PUT" and key not in psp.devolucoes:
             body = await request.get_json()
             psp.devolucoes[key] = {
@@ -261,8 +277,13 @@ def build_app(psp: FakePsp) -> Quart:
                 "natureza": body.get("natureza", "ORIGINAL"),
                 "horario": {"solicitacao": "2026-01-02T10:00:00Z"},
                 "status": "EM_PROCESSAMENTO",
+                **({"descricao": body["descricao"]} if body.get("descricao") else {}),
             }
+            if psp.devolucao_stalls:
+                await asyncio.sleep(psp.devolucao_stalls.pop(0))
             return json_answer(psp.devolucoes[key], 201)
+        if key not in psp.devolucoes:
+            return json_answer(problem(404, "NaoEncontrado"), 404)
         return psp.devolucoes[key]
 
     return app

@@ -33,7 +33,8 @@ from pixweb.services import webhooks
 # a Pix key's check digits, a name or city with nothing left in ASCII, an e-mail address's
 # shape (register, transfers: 400); a cursor not from `next_cursor` (400); a withdrawal,
 # transfer or payment above the balance, or a confirmation whose value is not the charge's
-# (422); a PSP connection's PEMs and URLs, which must parse and be reachable (400, 422).
+# (422); a PSP connection's PEMs and URLs, which must parse and be reachable (400, 422); a
+# refund above what is left of its Pix, or without the PSP or `external` it needs (422).
 ACCEPTED = '"2xx", "3xx", "401", "403", "404", "409", "429", "5xx"'  # schemathesis' default
 CONFIG = f"""
 [generation]
@@ -63,6 +64,12 @@ checks.positive_data_acceptance.expected-statuses = [{ACCEPTED}, "422"]
 [[operations]]
 include-name = "PUT /merchants/me/psp"
 checks.positive_data_acceptance.expected-statuses = [{ACCEPTED}, "400", "422"]
+
+[[operations]]
+include-name = [
+    "POST /payments/{{payment_id}}/refunds", "POST /pix/received/{{end_to_end_id}}/refunds"
+]
+checks.positive_data_acceptance.expected-statuses = [{ACCEPTED}, "422"]
 """
 
 
@@ -192,6 +199,8 @@ UNREACHED = {
     "POST /webhooks/pix/{token}/pix",
     # Attaching takes a received Pix that paid no charge, named by its end_to_end_id.
     "POST /pix/received/{end_to_end_id}/attach",
+    # A refund takes a paid charge (a Pix the bank confirmed) and a PSP or `external`.
+    "POST /payments/{payment_id}/refunds",
 }
 
 

@@ -13,8 +13,9 @@ answer (amount, txid, horario, payer) through `received.record_received_pix`:
 - the PSP unreachable or failing for any item is a PspUnavailableError raised before
   anything is recorded, so the PSP delivers the batch again (reconciliation finds it too).
 
-Only Pix are handled here: a delivery about a refund of a Pix already recorded (the PSP
-also notifies those) changes nothing; refunds follow their own path.
+The refunds an item names (`devolucoes`: the PSP also notifies those) are read back one by
+one with `GET /pix/{e2eid}/devolucao/{id}` and handed to `refunds.confirm_reported`, whose
+one path settles them (or records one the PSP made by itself) once.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from pixweb.errors import (
 from pixweb.models import PixOutcome, PixSource, PspConnection, ReceivedPix
 from pixweb.psp.client import PspClient
 from pixweb.psp.schemas import Pix, WebhookPayload, centavos
-from pixweb.services import received
+from pixweb.services import received, refunds
 from pixweb.services.psp_clients import PspClients
 from pixweb.services.psp_connections import find_by_webhook_token
 
@@ -139,7 +140,20 @@ async def receive_batch(
             results[pix.end_to_end_id] = await record_confirmed(
                 pix, merchant_id=connection.merchant_id, source=PixSource.WEBHOOK, broker=broker
             )
+    await _refunds_reported(connection, batch, clients, broker)
     return [results[pix.end_to_end_id] for pix in batch.pix]
+
+
+async def _refunds_reported(
+    connection: PspConnection, batch: WebhookPayload, clients: PspClients, broker: Broker
+) -> None:
+    reported = {pix.end_to_end_id: [d.id for d in pix.devolucoes] for pix in batch.pix}
+    reported = {e2eid: ids for e2eid, ids in reported.items() if ids}
+    if not reported:
+        return
+    client = await _client(connection, clients)
+    for e2eid, ids in reported.items():
+        await refunds.confirm_reported(connection.merchant_id, e2eid, ids, client, broker=broker)
 
 
 async def record_confirmed(

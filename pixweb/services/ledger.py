@@ -31,6 +31,9 @@ MESSAGES = {
     MovementKind.TRANSFERENCIA_RECEBIDA: "Você recebeu {valor} de {contraparte}",
     MovementKind.PAGAMENTO: "Pagamento Pix de {valor} para {contraparte} realizado",
     MovementKind.PIX_RECEBIDO: "Você recebeu um Pix de {valor}",
+    MovementKind.DEVOLUCAO: "Devolução de {valor} solicitada",
+    MovementKind.DEVOLUCAO_ESTORNADA: "Devolução de {valor} não realizada: valor estornado",
+    MovementKind.ESTORNO: "Estorno de {valor} da cobrança paga com saldo",
 }
 
 

@@ -22,7 +22,7 @@ from tortoise.expressions import Q
 from pixweb import validation
 from pixweb.broker import Broker, Event
 from pixweb.errors import ConflictError, InvalidInputError, NotFoundError
-from pixweb.models import Merchant, Payment, PaymentStatus, ReceivedPix
+from pixweb.models import PAID_STATES, Merchant, Payment, PaymentStatus, ReceivedPix
 from pixweb.pix import brcode
 from pixweb.psp.client import PspClient
 from pixweb.services import psp_charges, psp_sandbox
@@ -295,7 +295,7 @@ def status_event(payment: Payment, outbox: Outbox) -> None:
     `payment` to what it committed (a re-read, or `settlement._mark_paid`).
     """
     status = payment.status
-    assert (status == PaymentStatus.PAID) == (payment.paid_at is not None), "stale payment"
+    assert (status in PAID_STATES) == (payment.paid_at is not None), "stale payment"
     event = {
         "type": f"payment.{status}",
         "payment_id": str(payment.id),
@@ -316,7 +316,7 @@ def apply_status_event(payment: Payment, event: Event) -> bool:
         paid_at = datetime.fromisoformat(event["paid_at"]) if event.get("paid_at") else None
     except (TypeError, ValueError):
         return False
-    if (status == PaymentStatus.PAID) != (paid_at is not None):
+    if (status in PAID_STATES) != (paid_at is not None):
         return False  # not a state a payment can be in: the caller reads the real one
     payment.status, payment.paid_at = status, paid_at
     return True

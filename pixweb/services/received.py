@@ -23,6 +23,7 @@ from pixweb import money, validation
 from pixweb.broker import Broker
 from pixweb.errors import ConflictError, InvalidInputError, NotFoundError
 from pixweb.models import (
+    PAID_STATES,
     MovementKind,
     Notification,
     Payment,
@@ -238,7 +239,7 @@ async def _outcome(
     if await mark_paid(payment, now, e2e):
         return PixOutcome.MATCHED
     await payment.refresh_from_db()  # someone else settled or changed it: what is it now?
-    return PixOutcome.DUPLICATE if payment.status == PaymentStatus.PAID else PixOutcome.LATE
+    return PixOutcome.DUPLICATE if payment.status in PAID_STATES else PixOutcome.LATE
 
 
 def _reason(outcome: PixOutcome, payment: Payment | None) -> str:

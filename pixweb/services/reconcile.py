@@ -52,7 +52,7 @@ from pixweb.metrics import Metrics
 from pixweb.models import PixSource, PspConnection, ReceivedPix
 from pixweb.psp.client import PspClient
 from pixweb.psp.schemas import Pix
-from pixweb.services import intake
+from pixweb.services import intake, refunds
 from pixweb.services.clock import utcnow
 from pixweb.services.psp_clients import PspClients
 from pixweb.services.psp_connections import NOT_CONNECTED
@@ -184,9 +184,9 @@ async def reconcile_merchant(
             if client is None:  # disconnected meanwhile, or a sandbox out of development
                 raise NotFoundError(NOT_CONNECTED)
             await _received_pix(run, row, client, broker, since, page_size, overlap)
-            # Refunds still EM_PROCESSAMENTO are polled here, under this same lock, once
-            # services/refunds.py exists (the refunds issue): GET /pix/{e2eid}/devolucao/{id}
-            # for each, settled through the refunds' one path.
+            # Refunds still EM_PROCESSAMENTO, under this same lock: GET devolucao for each,
+            # settled through the refunds' one path (a lost webhook cannot leave one hanging).
+            await refunds.poll_in_process(merchant_id, client, broker=broker)
         except NotFoundError:
             raise
         except PixwebError as exc:

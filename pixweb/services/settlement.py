@@ -17,6 +17,7 @@ from pixweb import money, validation
 from pixweb.broker import Broker
 from pixweb.errors import ConflictError, NotFoundError, UnprocessableError
 from pixweb.models import (
+    PAID_STATES,
     Merchant,
     Movement,
     MovementKind,
@@ -130,7 +131,7 @@ async def _confirm_unnamed(
         )
         return await _answer(payment, record, created, amount_cents)
     await payment.refresh_from_db()
-    if payment.status != PaymentStatus.PAID:
+    if payment.status not in PAID_STATES:  # refunds since do not make it unpaid
         raise ConflictError(f"payment is {payment.status_at(utcnow())} and cannot be confirmed")
     if await _paid_from_a_balance(payment):
         await _tell_of_pix_on_paid_charge(payment, end_to_end_id, broker=broker)

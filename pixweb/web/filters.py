@@ -47,12 +47,17 @@ KIND_LABELS = {
     "transferencia_recebida": "Transferência recebida",
     "pagamento": "Pagamento Pix",
     "pix_recebido": "Pix recebido",
+    "devolucao": "Devolução Pix",
+    "devolucao_estornada": "Devolução não realizada",
+    "estorno": "Estorno",
 }
 STATUS_LABELS = {
     "pending": "aguardando",
     "paid": "paga",
     "expired": "expirada",
     "cancelled": "cancelada",
+    "partially_refunded": "devolvida em parte",
+    "refunded": "devolvida",
 }
 
 

@@ -35,6 +35,8 @@ CHARGE_STATES = {  # a charge that can no longer be paid, by the status a Confli
     "paid": "Esta cobrança já foi paga.",
     "expired": "Esta cobrança expirou.",
     "cancelled": "Esta cobrança foi cancelada.",
+    "partially_refunded": "Esta cobrança já foi paga.",
+    "refunded": "Esta cobrança já foi paga.",
 }
 
 

@@ -30,6 +30,7 @@ from pixweb.ws.common import (
 )
 
 blueprint = Blueprint("ws_payments", __name__)
+REFUNDED_EVENTS = {"payment.partially_refunded", "payment.refunded"}  # services.refunds
 
 
 @blueprint.websocket("/ws/payments/<uuid:payment_id>")
@@ -78,5 +79,7 @@ async def _message(payment: Payment, event: Event | None, as_json: bool) -> str:
     name = "payment-status"
     if event is not None and event.get("type") == "payment.paid":
         name = f"payment-confirmed-{payment.id}"  # the first seed's event name
+    elif event is not None and event.get("type") in REFUNDED_EVENTS:
+        name = f"payment-refunded-{payment.id}"
     message: dict[str, Any] = {"event": name, "data": to_jsonable_python(payment_dict(payment))}
     return json.dumps(message)

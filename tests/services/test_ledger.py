@@ -19,6 +19,8 @@ from pixweb.models import (
     PaymentStatus,
     PixOutcome,
     ReceivedPix,
+    Refund,
+    RefundStatus,
 )
 from pixweb.pix.brcode import crc16
 from pixweb.services import ledger
@@ -28,8 +30,9 @@ from tests.api.test_payments import assert_error, assert_no_event, create
 from tests.conftest import bearer, make_merchant
 
 K = MovementKind
-CREDITS = {K.DEPOSITO, K.TRANSFERENCIA_RECEBIDA, K.PIX_RECEBIDO}
-EXTERNAL = {K.DEPOSITO, K.SAQUE, K.PIX_RECEBIDO}
+CREDITS = {K.DEPOSITO, K.TRANSFERENCIA_RECEBIDA, K.PIX_RECEBIDO, K.DEVOLUCAO_ESTORNADA}
+EXTERNAL = {K.DEPOSITO, K.SAQUE, K.PIX_RECEBIDO, K.DEVOLUCAO, K.DEVOLUCAO_ESTORNADA}
+PAID = {PaymentStatus.PAID, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED}
 NAME = "Padaria São João"
 BCB_EXAMPLE = (
     "00020126580014br.gov.bcb.pix0136123e4567-e12b-12d1-a456-4266554400005204000053039865802BR"
@@ -54,7 +57,7 @@ async def assert_ledger_invariants() -> None:
     by_account: dict[int, list[Movement]] = defaultdict(list)
     by_reference: dict[str, list[Movement]] = defaultdict(list)
     for m in moves:
-        assert (m.amount_cents > 0) == (m.kind in CREDITS), m.id
+        assert m.kind == K.ESTORNO or (m.amount_cents > 0) == (m.kind in CREDITS), m.id
         by_account[m.account_id].append(m)
         by_reference[m.reference or f"none:{m.id}"].append(m)
     for account in all_accounts:
@@ -69,7 +72,12 @@ async def assert_ledger_invariants() -> None:
             assert kinds == [K.TRANSFERENCIA_ENVIADA, K.TRANSFERENCIA_RECEBIDA], reference
         if reference.startswith("payment:") and len(legs) > 1:
             assert kinds == [K.PAGAMENTO, K.PIX_RECEBIDO], reference
-        if len(legs) > 1:
+        if reference.startswith("refund:"):  # a debit, its credit back, or an estorno pair
+            assert kinds in ([K.DEVOLUCAO], [K.DEVOLUCAO, K.DEVOLUCAO_ESTORNADA], [K.ESTORNO] * 2)
+            accounts = {m.account_id for m in legs}
+            assert len(legs) == 1 or sum(m.amount_cents for m in legs) == 0, reference
+            assert len(accounts) == (2 if kinds[0] == K.ESTORNO else 1), reference
+        elif len(legs) > 1:
             assert sum(m.amount_cents for m in legs) == 0 and len({m.account_id for m in legs}) == 2
     # From outside: deposits, withdrawals and bank-confirmed PIX (a credit with no paying leg).
     outside = [m for m in moves if m.kind in EXTERNAL and len(by_reference[m.reference or ""]) < 2]
@@ -79,7 +87,7 @@ async def assert_ledger_invariants() -> None:
     for payment in await Payment.all():  # paid: credited exactly once, to its merchant
         legs = by_reference[f"payment:{payment.id}"]
         credits = [(owner[m.account_id], m.amount_cents) for m in legs if m.amount_cents > 0]
-        paid = payment.status == PaymentStatus.PAID
+        paid = payment.status in PAID
         if payment.id in attached:  # paid by a received Pix its merchant attached: credited then
             assert paid and credits == [], payment
             continue
@@ -105,6 +113,28 @@ async def assert_ledger_invariants() -> None:
     assert sorted(n.dados["movimento"] for n in notes) == [m.id for m in moves]
     owner_of = {m.id: owner[m.account_id] for m in moves}
     assert all(n.merchant_id == owner_of[n.dados["movimento"]] for n in notes)
+    await _assert_refund_invariants(records, by_reference)
+
+
+async def _assert_refund_invariants(
+    records: list[ReceivedPix], by_reference: dict[str, list[Movement]]
+) -> None:
+    """A refund's amount left once (unless seen only once failed), came back only if it
+    failed; the refunds of a Pix never exceed it; a charge shows what its refunds gave back."""
+    refunds = await Refund.all()
+    for r in refunds:
+        kinds = sorted(m.kind for m in by_reference[f"refund:{r.id}"])
+        failed, debited = r.status == RefundStatus.FAILED, r.movement_id is not None
+        assert (r.credit_movement_id is not None) == (failed and debited), r.id
+        assert len(kinds) == (2 if failed and debited or r.kind == "estorno" else int(debited))
+    amount = {record.id: record.amount_cents for record in records}
+    for pix_id, total in amount.items():
+        refunded = [r for r in refunds if r.received_pix_id == pix_id and r.status != "failed"]
+        assert sum(r.amount_cents for r in refunded) <= total, pix_id
+    for payment in await Payment.all():
+        made = [r for r in refunds if r.payment_id == payment.id and r.status == "refunded"]
+        assert payment.refunded_cents == sum(r.amount_cents for r in made), payment.id
+        assert payment.refunded_cents <= payment.amount_cents, payment.id
 
 
 async def state() -> tuple[Any, ...]:
