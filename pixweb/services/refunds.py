@@ -526,7 +526,17 @@ async def confirm_reported(
                 "refund %s of %s: not confirmed: %s", devolucao_id, end_to_end_id, exc.detail
             )
             continue
-        await seen(record, answer, broker=broker)
+        try:
+            await seen(record, answer, broker=broker)
+        except ledger.InsufficientFundsError:
+            # A refund the PSP made by itself (MED) beyond the balance: not recorded yet,
+            # the PSP's next report of it tries again. Said loudly: the bank moved it.
+            log.error(
+                "merchant %s: the PSP refunded %s of %s by itself, above the balance",
+                merchant_id,
+                answer.valor,
+                end_to_end_id,
+            )
 
 
 async def seen(record: ReceivedPix, answer: Devolucao, *, broker: Broker) -> Refund:

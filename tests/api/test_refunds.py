@@ -29,6 +29,8 @@ from tests.services.test_refunds import (  # noqa: F401 (fixtures)
     puts,
 )
 from tests.test_ws import receive
+from tests.test_ws_dashboard import dashboard
+from tests.web.test_auth import login
 
 NBSP = "\u00a0"
 
@@ -206,3 +208,21 @@ async def test_a_refund_of_a_pix_that_paid_no_charge(
     assert response.status_code == 201, body
     assert (body["payment_id"], body["end_to_end_id"]) == (None, e2e(9))
     await assert_error(await post(client, path, auth, value="25.01"), 422, "refund_exceeds_pix")
+
+
+async def test_the_dashboard_shows_the_refunded_charge_live(
+    client: Client, auth: dict[str, str], merchant: Merchant, sign: Any
+) -> None:
+    charge = await create(client, auth, value="30.00")
+    body, headers = sign({"bank_payment_id": charge["bank_payment_id"], "value": "30.00"})
+    assert (
+        await client.post("/payments/pix/confirmation", data=body, headers=headers)
+    ).status_code == 200
+    await login(client)
+    async with dashboard(client) as (socket, _):
+        await post(client, f"/payments/{charge['id']}/refunds", auth, value="5.00", external=True)
+        row = f'id="charge-{charge["id"]}" data-status="partially_refunded"'
+        pushed = [await receive(socket)]  # the movement, maybe its notice, then the charge
+        while row not in pushed[-1] and len(pushed) < 4:
+            pushed.append(await receive(socket))
+        assert "devolvida em parte" in pushed[-1] and "Devolução Pix" in pushed[0]

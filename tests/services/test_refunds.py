@@ -463,3 +463,25 @@ async def test_a_pix_for_a_refunded_charge_is_a_duplicate_not_a_late_one(
     await ask(merchant, payment, app.extensions[PSP_CLIENTS_KEY], broker, external=True)
     again = await pix(merchant, broker, 2, 10000, payment.txid)
     assert again.outcome == PixOutcome.DUPLICATE
+
+
+async def test_a_psp_refund_above_the_balance_is_not_recorded_and_nothing_fails(
+    client: Client,
+    auth: dict[str, str],
+    merchant: Merchant,
+    broker: Broker,
+    psp: FakePsp,
+    psp_client: PspClient,
+) -> None:
+    record = await pix(merchant, broker, 4, 5000)
+    await moved(client, auth, "withdrawals", value="140.00")
+    psp.devolucoes[f"{e2e(4)}/MED9"] = {
+        "id": "MED9",
+        "rtrId": "D12345678202601021000abcde999999",
+        "valor": "20.00",
+        "natureza": "MED_OPERACIONAL",
+        "status": "DEVOLVIDO",
+    }
+    await refunds.confirm_reported(merchant.id, e2e(4), ["MED9"], psp_client, broker=broker)
+    assert not await Refund.filter(received_pix_id=record.id).exists()
+    assert await balance(merchant) == 1000
