@@ -18,7 +18,7 @@ from pixweb.services import ledger
 from pixweb.services.clock import utcnow
 
 # The one reading of "this code is a pixweb charge", shared with the payment itself.
-from pixweb.services.settlement import _pixweb_charge as pixweb_charge
+from pixweb.services.settlement import pixweb_charge
 
 
 @dataclass(frozen=True)

@@ -222,7 +222,7 @@ async def pay_brcode(
     source = await ledger.get_account(payer.id)
 
     async def work(outbox: Outbox, idempotency: ledger.Idempotency) -> Movement:
-        payment = await _pixweb_charge(code)
+        payment = await pixweb_charge(code)
         if payment.merchant_id == payer.id:
             raise UnprocessableError("cannot pay your own charge", fields={"brcode": "your own"})
         now = utcnow()
@@ -250,13 +250,19 @@ async def pay_brcode(
     return await ledger.once(source, idempotency_key, fingerprint, work, broker=broker)
 
 
-async def _pixweb_charge(code: str) -> Payment:
+async def pixweb_charge(code: str) -> Payment:
     """The pixweb charge a pasted code stands for; UnprocessableError for anything else."""
     decoded = brcode.decode(code)
     if decoded.errors:
         problems = "; ".join(issue.message for issue in decoded.errors)
         raise UnprocessableError(f"invalid BR Code: {problems}", fields={"brcode": problems})
-    payment = await Payment.get_or_none(txid=decoded.txid or "").select_related("merchant")
+    charges = Payment.all().select_related("merchant")
+    if decoded.txid in (None, "***"):
+        # A dynamic code (a charge made at a PSP) names its txid only behind its location
+        # URL: the code itself, as the PSP gave it, is what pixweb stored.
+        payment = await charges.get_or_none(brcode=decoded.payload)
+    else:
+        payment = await charges.get_or_none(txid=decoded.txid)
     # The whole code must be ours: a valid code that merely reuses a txid is someone else's.
     if payment is None or payment.brcode != decoded.payload:
         raise UnprocessableError(
