@@ -57,6 +57,9 @@ async def test_a_charge_walks_the_sandbox_psp_and_the_standard_webhook(
     server: Server, http: httpx.AsyncClient
 ) -> None:
     _, auth = await merchant(http, server)
+    connection = await call(http, server, "/merchants/me/psp", auth)  # since sign-up
+    assert connection["base_url"] == f"{server.url}/sandbox/psp"
+    assert connection["webhook_url"].startswith(f"{server.url}/webhooks/pix/")
     payment = await call(http, server, "/payments/pix", auth, value="12.34")
     assert len(payment["bank_payment_id"]) == 35  # a cob's txid, not a static one
     assert "/sandbox/psp/qr/" in payment["brcode"]  # a dynamic code: its location

@@ -12,9 +12,10 @@ from quart_schema import tag, validate_request, validate_response
 from pixweb import throttle
 from pixweb.api.openapi import errors
 from pixweb.api.types import TEXT, TRIMMED_TEXT
-from pixweb.deps import get_config
+from pixweb.deps import get_config, get_psp_clients
 from pixweb.models import Merchant
-from pixweb.services import merchants
+from pixweb.presenters import public_base
+from pixweb.services import merchants, psp_sandbox
 
 blueprint = Blueprint("api_auth", __name__)
 
@@ -105,6 +106,9 @@ async def register(data: RegisterIn) -> tuple[MerchantOut, int]:
     """Create a merchant account."""
     await throttle.count_attempt()
     merchant = await merchants.register_merchant(**data.model_dump())
+    await psp_sandbox.connect_new_merchant(
+        merchant, clients=get_psp_clients(), public_base=public_base()
+    )
     return MerchantOut.of(merchant), 201
 
 

@@ -131,3 +131,11 @@ async def simulate(
             await asyncio.sleep(0.05)
     await payment.refresh_from_db()
     return made
+
+
+async def connect_new_merchant(
+    merchant: Merchant, *, clients: PspClients, public_base: str
+) -> None:
+    """On sign-up: connect the merchant to the sandbox PSP when merchants are by default."""
+    if clients.sandbox_connect:
+        await connect_sandbox(merchant, clients=clients, public_base=public_base)

@@ -10,10 +10,17 @@ from quart_schema import hide
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from pixweb import throttle
-from pixweb.deps import SESSION_MERCHANT, SESSION_VERSION, check_csrf, session_merchant
+from pixweb.deps import (
+    SESSION_MERCHANT,
+    SESSION_VERSION,
+    check_csrf,
+    get_psp_clients,
+    session_merchant,
+)
 from pixweb.errors import AuthenticationError, PixwebError, RateLimitedError
 from pixweb.models import Merchant
-from pixweb.services import merchants
+from pixweb.presenters import public_base
+from pixweb.services import merchants, psp_sandbox
 from pixweb.web.forms import messages_for
 
 blueprint = Blueprint("web_auth", __name__)
@@ -100,4 +107,7 @@ async def register() -> Page | WerkzeugResponse:
     except PixwebError as error:
         page = await render_template("pages/register.html", errors=messages_for(error), form=shown)
         return page, 422
+    await psp_sandbox.connect_new_merchant(
+        merchant, clients=get_psp_clients(), public_base=public_base()
+    )
     return _start_session(merchant)

@@ -79,3 +79,14 @@ async def test_a_real_psp_replaces_the_sandbox_connection(
     assert not row.sandbox and row.base_url == psp.url
     client = await clients.for_merchant(merchant.id)
     assert client is not None and client.base_url == psp.url
+
+
+async def test_sign_up_connects_only_when_merchants_are_connected_by_default(
+    merchant: Merchant, clients: PspClients
+) -> None:
+    off = registry(connect=False)
+    await psp_sandbox.connect_new_merchant(merchant, clients=off, public_base=BASE)
+    assert not await PspConnection.exists(merchant_id=merchant.id)
+    await off.aclose()
+    await psp_sandbox.connect_new_merchant(merchant, clients=clients, public_base=BASE)
+    assert (await PspConnection.get(merchant_id=merchant.id)).sandbox
