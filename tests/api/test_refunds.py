@@ -11,7 +11,7 @@ from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
 from pixweb.broker import Broker
-from pixweb.models import Merchant, Payment
+from pixweb.models import Merchant, Payment, Refund
 from pixweb.psp.client import PspClient
 from pixweb.services import refunds
 from tests.api.test_accounts import balance
@@ -75,7 +75,7 @@ async def test_refund_a_charge_then_replay_list_and_settle(
     await assert_error(await post(client, path, auth, "k1", value="11.00"), 409, "conflict")
     assert len(psp.devolucoes) == 1 and await balance(merchant) == 9000
 
-    refund = await refunds.Refund.get(id=body["id"])
+    refund = await Refund.get(id=body["id"])
     psp.settle_devolucao(e2e(1), refund.devolucao_id, "DEVOLVIDO")
     await refunds.poll_in_process(merchant.id, psp_client, broker=broker)
     listed = await (await client.get(path, headers=auth)).get_json()
@@ -178,7 +178,7 @@ async def test_the_payer_page_and_json_socket_see_the_refund_live(
         assert 'data-status="paid"' in await receive(page)
         assert json.loads(await receive(api))["data"]["status"] == "paid"
         response = await post(client, f"/payments/{payment.id}/refunds", auth, value="10.00")
-        refund = await refunds.Refund.get(id=(await response.get_json())["id"])
+        refund = await Refund.get(id=(await response.get_json())["id"])
         psp.settle_devolucao(e2e(1), refund.devolucao_id, "DEVOLVIDO")
         await refunds.poll_in_process(merchant.id, psp_client, broker=broker)
 
