@@ -4,10 +4,12 @@ standard webhook, and the page turns paid live under the strict CSP."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 from playwright.sync_api import Page, expect
 
-from tests.e2e.harness import Recorded, Server
+from tests.e2e.harness import Recorded, Server, register_in_browser
 from tests.e2e.test_payment_page import assert_clean, assert_not_reloaded, open_payment
 
 LABELS = (
@@ -42,3 +44,28 @@ def test_pay_twice_from_the_panel(
     listed = httpx.get(f"{server.url}/pix/received", headers=auth).json()["items"]
     mine = sorted(p["outcome"] for p in listed if p["payment_id"] == payment["id"])
     assert mine == ["duplicate", "matched"]  # one paid the charge, one to reconcile
+
+
+def test_paying_twice_shows_one_pix_to_reconcile_on_the_dashboard_live(
+    server: Server, new_tab: Callable[..., Page], recorded: Recorded
+) -> None:
+    """The payer's page turns paid and the merchant's open dashboard, without a reload, lists
+    the second Pix once under "Pix a conciliar", its money already in the balance."""
+    dashboard = new_tab("merchant")
+    register_in_browser(dashboard, server, "duas-vezes@loja.example", "Loja Duas Vezes")
+    expect(dashboard.locator("#connection")).to_have_class("connection online", timeout=5_000)
+    dashboard.evaluate("window.__marker = 1")  # gone if the page reloads
+    payment = server.create_payment(server.login("duas-vezes@loja.example"), "8.50")
+    payer = new_tab("payer")
+    open_payment(payer, payment)
+
+    payer.get_by_role("button", name="Pagar duas vezes").click()
+
+    expect(payer.locator("#payment-status")).to_have_attribute("data-status", "paid")
+    item = dashboard.locator("#to-reconcile-list .to-reconcile-item")
+    expect(item).to_have_count(1, timeout=8_000)
+    expect(item).to_contain_text("cobrança já paga")
+    expect(dashboard.locator("#to-reconcile-count")).to_have_text("1")
+    expect(dashboard.locator("#balance")).to_have_attribute("data-cents", "1700")
+    assert_not_reloaded(dashboard)
+    assert_clean(recorded)
