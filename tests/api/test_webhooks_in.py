@@ -27,6 +27,7 @@ from pixweb.models import (
     PspConnection,
     ReceivedPix,
 )
+from pixweb.services import reconcile
 from pixweb.services.psp_clients import PspClients
 from tests.api.test_accounts import balance
 from tests.api.test_payments import PAST, assert_error, create
@@ -289,6 +290,32 @@ async def test_the_psp_failing_is_a_503_and_nothing_is_recorded(
         "recorded"
     ] == 2
     assert await balance(merchant) == 300
+    await assert_ledger_invariants()
+
+
+async def test_a_pix_whose_webhook_met_a_failing_psp_is_found_by_the_next_reconciliation(
+    client: Client,
+    merchant: Merchant,
+    psp: FakePsp,
+    token: str,
+    clients: PspClients,  # noqa: F811
+    broker: Any,
+) -> None:
+    """The PSP failed the read-back (503: nothing recorded) and never delivers again: the
+    next reconciliation pass lists the Pix and records it, once."""
+    at_psp(psp, e2e(1), "4.00")
+    failing = (503, problem(503, "ServicoIndisponivel"))
+    psp.script(f"GET /pix/{e2e(1)}", failing, failing, failing)
+    await assert_error(await deliver(client, token, pix(e2e(1), "4.00")), 503, "psp_unavailable")
+    await nothing_recorded(merchant)
+
+    found = await reconcile.reconcile_merchant(merchant.id, clients=clients, broker=broker)
+    again = await reconcile.reconcile_merchant(merchant.id, clients=clients, broker=broker)
+
+    assert found.status == again.status == reconcile.RunStatus.OK
+    (record,) = await ReceivedPix.all()
+    assert (record.end_to_end_id, record.source) == (e2e(1), PixSource.RECONCILIATION)
+    assert await balance(merchant) == 400
     await assert_ledger_invariants()
 
 
