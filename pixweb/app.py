@@ -55,6 +55,7 @@ from pixweb.services import merchants
 from pixweb.services.psp_clients import PspClients
 from pixweb.services.reconcile import ReconcileJob
 from pixweb.web import auth as web_auth
+from pixweb.web import charges as web_charges
 from pixweb.web import dashboard as web_dashboard
 from pixweb.web import filters
 from pixweb.web import payments as web_payments
@@ -135,6 +136,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Quart:
         web_tools.blueprint,
         web_auth.blueprint,
         web_dashboard.blueprint,
+        web_charges.blueprint,
         web_psp.blueprint,
         ws_payments.blueprint,
         ws_dashboard.blueprint,
