@@ -201,6 +201,11 @@ def _psp_e2eid(record: ReceivedPix) -> bool:
     return bool(_PSP_E2EID.fullmatch(record.end_to_end_id))
 
 
+def refundable_at_psp(record: ReceivedPix) -> bool:
+    """Whether a PSP can refund this Pix (it carries a PSP's end_to_end_id, not a txid key)."""
+    return _psp_e2eid(record)
+
+
 async def _record(
     merchant_id: int,
     record: ReceivedPix | None,

@@ -132,8 +132,14 @@ async def _refund_context(merchant: Merchant, payment: Payment) -> dict[str, Any
     """What the refund form needs: what is left, and whether the merchant refunds outside."""
     done = await Refund.filter(payment_id=payment.id).exclude(status=RefundStatus.FAILED)
     left = payment.amount_cents - sum(refund.amount_cents for refund in done)
-    no_psp = await get_psp_clients().for_merchant(merchant.id) is None
-    external = no_psp and not await _paid_from_balance(payment)
+    external = False
+    if not await _paid_from_balance(payment):
+        # Without a PSP, or for a Pix the PSP cannot name (the seed's confirmation, keyed by
+        # its txid), the merchant refunds in the bank app and records it here.
+        query = ReceivedPix.filter(payment_id=payment.id, outcome=PixOutcome.MATCHED)
+        record = await query.first()
+        client = await get_psp_clients().for_merchant(merchant.id)
+        external = client is None or record is None or not refunds.refundable_at_psp(record)
     return {"payment": payment, "left_cents": left, "external_choice": external}
 
 

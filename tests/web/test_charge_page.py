@@ -11,8 +11,17 @@ from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
 from pixweb.deps import BROKER_KEY, PSP_CLIENTS_KEY
-from pixweb.models import Merchant, Movement, Payment, PaymentStatus, ReceivedPix, Refund
-from pixweb.services import refunds
+from pixweb.models import (
+    Merchant,
+    Movement,
+    Payment,
+    PaymentStatus,
+    PixSource,
+    ReceivedPix,
+    Refund,
+)
+from pixweb.services import psp_sandbox, received, refunds
+from pixweb.services.clock import utcnow
 from tests.conftest import make_merchant
 from tests.services.test_ledger import assert_ledger_invariants
 from tests.web.test_auth import login, page
@@ -236,4 +245,31 @@ async def test_a_refused_refund_changes_nothing_and_says_why(
     assert await balance(merchant) == before and await Movement.all().count() == moves
     assert await Refund.all().count() == 0
     assert (await Payment.get(id=order.id)).status == PaymentStatus.PAID
+    await assert_ledger_invariants()
+
+
+async def test_with_a_psp_a_pix_it_cannot_name_is_refunded_in_the_bank_app(
+    app: Quart, client: Client, token: str, merchant: Merchant, broker: Any
+) -> None:
+    clients = app.extensions[PSP_CLIENTS_KEY]
+    await psp_sandbox.connect_sandbox(merchant, clients=clients, public_base="http://localhost")
+    assert await clients.for_merchant(merchant.id) is not None
+    order = await charge(merchant, broker, 2000, "Pedido 3")
+    record, _ = await received.record_received_pix(
+        merchant_id=merchant.id,
+        end_to_end_id=None,  # the seed's confirmation: keyed by the txid, no PSP can refund it
+        amount_cents=2000,
+        txid=order.txid,
+        paid_at=utcnow(),
+        source=PixSource.CONFIRMATION,
+        broker=broker,
+    )
+    html = await page(client, f"/dashboard/charges/{order.id}")
+    assert "Já devolvi pelo app do banco" in html
+    key = KEY.search(html.split('id="charge-refund"')[1]).group(1)  # type: ignore[union-attr]
+    status, _, _ = await refund_step(
+        client, token, order, step="confirm", key=key, value="20,00", external="1"
+    )
+    assert status == 200
+    assert (await Payment.get(id=order.id)).status == PaymentStatus.REFUNDED
     await assert_ledger_invariants()
