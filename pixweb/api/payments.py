@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from quart import Blueprint, Response
 from quart_schema import (
     document_headers,
@@ -16,10 +16,18 @@ from quart_schema import (
     validate_response,
 )
 
+from pixweb import money, validation
 from pixweb.api.openapi import errors, media
 from pixweb.api.received import ReconcileErrorOut, reconcile_error
 from pixweb.api.security import bearer_required, signed_by_bank
-from pixweb.api.types import INTEGER, TEXT, Amount, IdempotencyHeaders, idempotency_key
+from pixweb.api.types import (
+    INTEGER,
+    TEXT,
+    Amount,
+    IdempotencyHeaders,
+    Timestamp,
+    idempotency_key,
+)
 from pixweb.deps import current_merchant, get_broker, get_psp_clients
 from pixweb.errors import NotFoundError
 from pixweb.models import Payment, PaymentStatus
@@ -65,13 +73,49 @@ class PaymentOut(BaseModel):
         return cls.model_validate(payment_dict(payment))
 
 
+class PaymentTotals(BaseModel):
+    count: int = Field(description="Payments matching the filter, across all pages")
+    value: str = Field(examples=["1234.56"], description="Their amounts summed")
+
+
 class PaymentList(BaseModel):
     items: list[PaymentOut]
     next_cursor: str | None
+    totals: PaymentTotals
 
 
-class ListQuery(BaseModel):
+class PaymentFilterQuery(BaseModel):
+    """The charges lists' filters (JSON list, CSV export): `to_filter()` for the service."""
+
     status: PaymentStatus | None = None
+    since: Timestamp | None = Field(
+        None, description="RFC 3339, inclusive (created at or after): 2024-05-01T12:00:00Z"
+    )
+    until: Timestamp | None = Field(
+        None, description="RFC 3339, exclusive (created before): 2024-05-01T12:00:00Z"
+    )
+    q: str | None = Field(
+        None,
+        min_length=1,
+        max_length=140,
+        description="Search: part of the description (case-insensitive) or the exact txid",
+        json_schema_extra=TEXT,
+    )
+
+    @field_validator("q")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        if value is not None and validation.has_forbidden(value):
+            raise ValueError("must not contain control characters")
+        return value
+
+    def to_filter(self) -> payments.PaymentFilter:
+        return payments.PaymentFilter(
+            status=self.status, since=self.since, until=self.until, q=self.q
+        )
+
+
+class ListQuery(PaymentFilterQuery):
     limit: int = Field(20, ge=1, le=payments.PAGE_MAX)
     cursor: str | None = Field(
         None, max_length=200, description="Opaque: a `next_cursor` (400 for any other value)"
@@ -129,12 +173,23 @@ async def create_payment(data: PaymentIn) -> tuple[PaymentOut, int]:
 @validate_querystring(ListQuery)
 @validate_response(PaymentList)
 async def list_payments(query_args: ListQuery) -> PaymentList:
-    """List the merchant's payments, newest first."""
+    """List the merchant's payments, newest first, filtered; `totals` cover every page."""
     merchant = await current_merchant()
     page = await payments.list_payments(
-        merchant.id, status=query_args.status, limit=query_args.limit, cursor=query_args.cursor
+        merchant.id,
+        where=query_args.to_filter(),
+        limit=query_args.limit,
+        cursor=query_args.cursor,
+        with_totals=True,
     )
-    return PaymentList(items=[PaymentOut.of(p) for p in page.items], next_cursor=page.next_cursor)
+    assert page.totals is not None
+    return PaymentList(
+        items=[PaymentOut.of(p) for p in page.items],
+        next_cursor=page.next_cursor,
+        totals=PaymentTotals(
+            count=page.totals.count, value=money.format_amount(page.totals.amount_cents)
+        ),
+    )
 
 
 @blueprint.get("/payments/<uuid:payment_id>")

@@ -18,6 +18,8 @@ from uuid import UUID
 
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
+from tortoise.functions import Count, Sum
+from tortoise.queryset import QuerySet
 
 from pixweb import validation
 from pixweb.broker import Broker, Event
@@ -204,9 +206,30 @@ async def brcode_of(payment_id: UUID) -> str:
 
 
 @dataclass(frozen=True)
+class Totals:
+    count: int
+    amount_cents: int
+
+
+@dataclass(frozen=True)
 class Page:
     items: list[Payment]
     next_cursor: str | None
+    totals: Totals | None = None
+
+
+@dataclass(frozen=True)
+class PaymentFilter:
+    """What a charges list (JSON, dashboard, CSV) is narrowed to; every field optional.
+
+    `since` is inclusive and `until` exclusive (on `created_at`); `q` matches the
+    description (case-insensitive substring, LIKE wildcards taken literally) or the exact txid.
+    """
+
+    status: PaymentStatus | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    q: str | None = None
 
 
 def _status_filter(status: PaymentStatus, now: datetime) -> Q:
@@ -215,6 +238,32 @@ def _status_filter(status: PaymentStatus, now: datetime) -> Q:
     if status == PaymentStatus.PENDING:
         return Q(status=PaymentStatus.PENDING, expires_at__gt=now)
     return Q(status=status)
+
+
+def filtered(merchant_id: int, where: PaymentFilter) -> QuerySet[Payment]:
+    """The merchant's payments matching `where` (unordered): the lists' and exports' query."""
+    query = Payment.filter(merchant_id=merchant_id)
+    if where.status is not None:
+        query = query.filter(_status_filter(where.status, utcnow()))
+    if where.since is not None:
+        query = query.filter(created_at__gte=where.since)
+    if where.until is not None:
+        query = query.filter(created_at__lt=where.until)
+    if where.q:
+        # Tortoise escapes %, _ and \ in icontains; a txid matches exactly.
+        query = query.filter(Q(description__icontains=where.q) | Q(txid=where.q))
+    return query
+
+
+async def totals(merchant_id: int, where: PaymentFilter) -> Totals:
+    """How many payments match and their summed amount, in one aggregate query."""
+    rows = (
+        await filtered(merchant_id, where)
+        .annotate(count=Count("id"), total=Sum("amount_cents"))
+        .values("count", "total")
+    )
+    row = rows[0] if rows else {}
+    return Totals(count=int(row.get("count") or 0), amount_cents=int(row.get("total") or 0))
 
 
 def encode_cursor(row: Payment | ReceivedPix) -> str:
@@ -240,17 +289,20 @@ async def list_payments(
     status: PaymentStatus | None = None,
     limit: int = 20,
     cursor: str | None = None,
+    where: PaymentFilter | None = None,
+    with_totals: bool = False,
 ) -> Page:
-    """List a merchant's payments newest first, a page at a time."""
-    query = Payment.filter(merchant_id=merchant_id)
-    if status is not None:
-        query = query.filter(_status_filter(status, utcnow()))
+    """List a merchant's payments newest first, a page at a time (totals for the filter)."""
+    if where is None:
+        where = PaymentFilter(status=status)
+    query = filtered(merchant_id, where)
     if cursor:
         query = query.filter(decode_cursor(cursor))
     items = await query.order_by("-created_at", "-id").limit(limit + 1)
     more = len(items) > limit
     items = items[:limit]
-    return Page(items, encode_cursor(items[-1]) if more else None)
+    summary = await totals(merchant_id, where) if with_totals else None
+    return Page(items, encode_cursor(items[-1]) if more else None, summary)
 
 
 async def cancel_payment(
