@@ -5,9 +5,11 @@ from __future__ import annotations
 import secrets
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from datetime import date, datetime, time, timedelta
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from quart import Blueprint, redirect, render_template, request, url_for
 from quart_schema import hide
@@ -22,7 +24,7 @@ from pixweb.errors import (
     NotFoundError,
     PixwebError,
 )
-from pixweb.models import Merchant, Payment, PixOutcome, ReceivedPix
+from pixweb.models import Merchant, Payment, PaymentStatus, PixOutcome, ReceivedPix
 from pixweb.pix import qr
 from pixweb.presenters import absolute_url, dashboard_context, public_base
 from pixweb.services import accounts, ledger, notifications, payments, received, settlement
@@ -51,9 +53,84 @@ async def dashboard() -> str | WerkzeugResponse:
     merchant = await session_merchant()
     if merchant is None:
         return redirect(url_for("web_auth.login_page"))
+    listing = await _charges_listing(merchant)
+    if request.headers.get("HX-Target") in ("charges-results", "charges-more"):
+        return await render_template("partials/charges_results.html", **listing)
     context = await dashboard_context(merchant)
     extras = await dashboard_view.dashboard_extras(merchant.id)
-    return await render_template("pages/dashboard.html", forms=tuple(ACTIONS), **context, **extras)
+    page = {**context, **extras, **listing}
+    return await render_template("pages/dashboard.html", forms=tuple(ACTIONS), **page)
+
+
+CHARGES_PAGE = 10
+BRAZIL = ZoneInfo("America/Sao_Paulo")
+CHARGE_STATUSES = tuple(PaymentStatus)
+
+
+def _day(text: str, field: str, errors: dict[str, str]) -> datetime | None:
+    """A `yyyy-mm-dd` date input as midnight in Brasília; a bad one is noted in `errors`."""
+    if not text:
+        return None
+    try:
+        return datetime.combine(date.fromisoformat(text), time(), BRAZIL)
+    except ValueError:
+        errors[field] = "Data inválida."
+        return None
+
+
+async def _charges_listing(merchant: Merchant) -> dict[str, Any]:
+    """The charges section: its filter (from the query string), one page and the totals.
+
+    Without a filter the list is the live one (`#charges-list`: the socket inserts new
+    charges at its top); a filtered list has another id, so live inserts skip it (rows on
+    it still update in place).
+    """
+    args = request.args
+    errors: dict[str, str] = {}
+    form = {k: args.get(k, "").strip() for k in ("status", "de", "ate", "q")}
+    status = form["status"] if form["status"] in CHARGE_STATUSES else ""
+    if form["status"] and not status:
+        errors["status"] = "Situação inválida."
+    since = _day(form["de"], "de", errors)
+    until = _day(form["ate"], "ate", errors)
+    if until is not None:
+        until = datetime.combine(until.date() + timedelta(days=1), time(), BRAZIL)
+    where = payments.PaymentFilter(
+        status=PaymentStatus(status) if status else None,
+        since=since,
+        until=until,
+        q=form["q"][:140] or None,
+    )
+    try:
+        page = await payments.list_payments(
+            merchant.id,
+            where=where,
+            limit=CHARGES_PAGE,
+            cursor=args.get("cursor") or None,
+            with_totals=True,
+        )
+    except InvalidInputError:
+        errors["cursor"] = "Página inválida."
+        page = await payments.list_payments(
+            merchant.id, where=where, limit=CHARGES_PAGE, with_totals=True
+        )
+    filtered = where != payments.PaymentFilter()
+    query = {k: v for k, v in form.items() if v}
+    more = None
+    if page.next_cursor:
+        query["cursor"] = page.next_cursor
+        more = url_for("web_dashboard.dashboard") + "?" + urlencode(query)
+    return {
+        "charges": page.items,
+        "totals": page.totals,
+        "filter": form,
+        "filter_errors": errors,
+        "filtered": filtered,
+        "more_url": more,
+        "appending": bool(args.get("cursor")) and "cursor" not in errors,
+        "statuses": CHARGE_STATUSES,
+        "now": utcnow(),
+    }
 
 
 @blueprint.get("/")
