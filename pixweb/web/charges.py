@@ -36,7 +36,7 @@ from pixweb.models import (
     RefundStatus,
 )
 from pixweb.presenters import absolute_url
-from pixweb.services import ledger, payments, refunds
+from pixweb.services import ledger, payments, received, refunds
 from pixweb.services.clock import utcnow
 from pixweb.web.forms import FIELD_MESSAGES, parse_brl
 
@@ -75,13 +75,18 @@ def _share(payment: Payment) -> dict[str, str]:
     return {"link": link, "whatsapp": "https://wa.me/?text=" + quote(message, safe="")}
 
 
+def _is_e2eid(key: str) -> bool:
+    """A Pix's own end_to_end_id (a seed confirmation is keyed by its txid: not one)."""
+    return not key.startswith(received.TXID_KEY)
+
+
 def _pix_event(record: ReceivedPix) -> Event:
     matched = record.outcome == PixOutcome.MATCHED
     outcome = "pagou esta cobrança" if matched else dashboard_view.outcome_label(record)
     details = (
         f"Pagador: {record.payer_name or 'não informado'}",
         *([f"Documento: {record.payer_document}"] if record.payer_document else []),
-        f"E2EID: {record.end_to_end_id}",
+        *([f"E2EID: {record.end_to_end_id}"] if _is_e2eid(record.end_to_end_id) else []),
         f"Resultado: {outcome}",
     )
     return Event(
@@ -94,7 +99,7 @@ def _refund_event(refund: Refund) -> Event:
     details = [f"Situação: {state}"]
     if refund.kind == "external":
         details.append("Feita pelo app do banco")
-    if refund.end_to_end_id:
+    if refund.end_to_end_id and _is_e2eid(refund.end_to_end_id):
         details.append(f"E2EID: {refund.end_to_end_id}")
     if refund.reason:
         details.append(f"Motivo: {refund.reason}")

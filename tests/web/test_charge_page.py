@@ -266,6 +266,7 @@ async def test_with_a_psp_a_pix_it_cannot_name_is_refunded_in_the_bank_app(
     )
     html = await page(client, f"/dashboard/charges/{order.id}")
     assert "Já devolvi pelo app do banco" in html
+    assert record.end_to_end_id.startswith("txid:") and "E2EID: txid:" not in html
     key = KEY.search(html.split('id="charge-refund"')[1]).group(1)  # type: ignore[union-attr]
     status, _, _ = await refund_step(
         client, token, order, step="confirm", key=key, value="20,00", external="1"
