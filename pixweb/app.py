@@ -30,6 +30,7 @@ from pixweb import (
 )
 from pixweb.api import accounts as api_accounts
 from pixweb.api import auth as api_auth
+from pixweb.api import exports as api_exports
 from pixweb.api import health as api_health
 from pixweb.api import notifications as api_notifications
 from pixweb.api import openapi as api_openapi
@@ -57,6 +58,7 @@ from pixweb.services.reconcile import ReconcileJob
 from pixweb.web import auth as web_auth
 from pixweb.web import charges as web_charges
 from pixweb.web import dashboard as web_dashboard
+from pixweb.web import exports as web_exports
 from pixweb.web import filters
 from pixweb.web import payments as web_payments
 from pixweb.web import psp as web_psp
@@ -126,6 +128,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Quart:
         api_health.blueprint,
         api_auth.blueprint,
         api_payments.blueprint,
+        api_exports.blueprint,
         api_accounts.blueprint,
         api_notifications.blueprint,
         api_psp.blueprint,
@@ -137,6 +140,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Quart:
         web_auth.blueprint,
         web_dashboard.blueprint,
         web_charges.blueprint,
+        web_exports.blueprint,
         web_psp.blueprint,
         ws_payments.blueprint,
         ws_dashboard.blueprint,
