@@ -14,10 +14,11 @@ from quart import Blueprint, Response
 from quart_schema import tag, validate_querystring
 
 from pixweb.api.openapi import media
+from pixweb.api.payments import PaymentFilterQuery
 from pixweb.api.security import bearer_required
 from pixweb.api.types import Timestamp
 from pixweb.deps import current_merchant
-from pixweb.models import MovementKind, PaymentStatus
+from pixweb.models import MovementKind
 from pixweb.services import exports
 
 blueprint = Blueprint("api_exports", __name__)
@@ -26,10 +27,6 @@ CSV_DESCRIPTION = (
     "UTF-8 CSV with a BOM, `;` separated, decimal comma (1234,56), a header row, dates as "
     "dd/mm/aaaa hh:mm:ss in America/Sao_Paulo; cells that would start a formula get a `'`"
 )
-
-
-class PaymentsCsvQuery(BaseModel):
-    status: PaymentStatus | None = None
 
 
 class MovementsCsvQuery(BaseModel):
@@ -49,12 +46,12 @@ def csv_response(body: AsyncIterator[bytes], filename: str) -> Response:
 @blueprint.get("/payments.csv")
 @tag(["payments"])
 @bearer_required
-@validate_querystring(PaymentsCsvQuery)
+@validate_querystring(PaymentFilterQuery)
 @media(200, exports.MEDIA_TYPE, description=CSV_DESCRIPTION)
-async def export_payments(query_args: PaymentsCsvQuery) -> Response:
+async def export_payments(query_args: PaymentFilterQuery) -> Response:
     """The merchant's charges as CSV, newest first; the `GET /payments` filters."""
     merchant = await current_merchant()
-    body = exports.payments_csv(merchant.id, status=query_args.status)
+    body = await exports.started(exports.payments_csv(merchant.id, where=query_args.to_filter()))
     return csv_response(body, "cobrancas.csv")
 
 
@@ -66,7 +63,9 @@ async def export_payments(query_args: PaymentsCsvQuery) -> Response:
 async def export_movements(query_args: MovementsCsvQuery) -> Response:
     """The account's movements as CSV, newest first; the movements list's filters."""
     merchant = await current_merchant()
-    body = exports.movements_csv(
-        merchant.id, kind=query_args.kind, since=query_args.since, until=query_args.until
+    body = await exports.started(
+        exports.movements_csv(
+            merchant.id, kind=query_args.kind, since=query_args.since, until=query_args.until
+        )
     )
     return csv_response(body, "movimentos.csv")

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 from tortoise.expressions import Q
 
 from pixweb import money
-from pixweb.models import Movement, MovementKind, Payment, PaymentStatus
+from pixweb.models import Movement, MovementKind, Payment
 from pixweb.services import ledger, payments
 from pixweb.services.clock import utcnow
 
@@ -97,21 +97,38 @@ def payment_row(payment: Payment, now: datetime) -> list[str]:
 
 
 async def payments_csv(
-    merchant_id: int, *, status: PaymentStatus | None = None, page_size: int = PAGE_SIZE
+    merchant_id: int,
+    *,
+    where: payments.PaymentFilter | None = None,
+    page_size: int = PAGE_SIZE,
 ) -> AsyncIterator[bytes]:
     """Yield the merchant's charges as CSV (newest first, the JSON list's filters), page by page."""
-    yield (BOM + csv_lines([PAYMENT_COLUMNS])).encode()
+    head = BOM + csv_lines([PAYMENT_COLUMNS])
     cursor: str | None = None
     while True:
         page = await payments.list_payments(
-            merchant_id, status=status, limit=page_size, cursor=cursor
+            merchant_id, where=where, limit=page_size, cursor=cursor
         )
         now = utcnow()
-        if page.items:  # an empty chunk would end some servers' body
-            yield csv_lines(payment_row(p, now) for p in page.items).encode()
+        # The header goes with the first page: the first chunk is ready only once the query
+        # ran, so a caller that awaits it sees a failing query before the response starts.
+        yield (head + csv_lines(payment_row(p, now) for p in page.items)).encode()
+        head = ""
         if page.next_cursor is None:
             return
         cursor = page.next_cursor
+
+
+async def started(body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Run `body` to its first chunk now (a failing query raises here), then stream the rest."""
+    first = await anext(body)
+
+    async def rest() -> AsyncIterator[bytes]:
+        yield first
+        async for chunk in body:
+            yield chunk
+
+    return rest()
 
 
 MOVEMENT_FIELDS = (
@@ -154,7 +171,7 @@ async def movements_csv(
     The filters are `accounts.list_movements`'; the pages follow (created_at, id), which the
     (account_id, created_at) index serves in order: paging by id alone sorts every remaining
     row of the account for each page, quadratic on a large account."""
-    yield (BOM + csv_lines([MOVEMENT_COLUMNS])).encode()
+    head = BOM + csv_lines([MOVEMENT_COLUMNS])
     account = await ledger.get_account(merchant_id)
     query = Movement.filter(account_id=account.id)
     if kind is not None:
@@ -172,9 +189,10 @@ async def movements_csv(
             .limit(page_size)
             .values_list(*MOVEMENT_FIELDS)
         )
-        if not page:
+        if not page and not head:
             return
-        yield csv_lines(_movement_row(m) for m in page).encode()
+        yield (head + csv_lines(_movement_row(m) for m in page)).encode()
+        head = ""
         if len(page) < page_size:
             return
         last_id, last_at = page[-1][0], page[-1][1]

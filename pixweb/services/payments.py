@@ -251,7 +251,10 @@ def filtered(merchant_id: int, where: PaymentFilter) -> QuerySet[Payment]:
         query = query.filter(created_at__lt=where.until)
     if where.q:
         # Tortoise escapes %, _ and \ in icontains; a txid matches exactly.
-        query = query.filter(Q(description__icontains=where.q) | Q(txid=where.q))
+        # A txid holds at most 35 characters: a longer q is only a description search (as a
+        # filter value Tortoise refuses it, a 500).
+        by_txid = Q(txid=where.q) if len(where.q) <= psp_charges.COB_TXID_LENGTH else Q(pk=None)
+        query = query.filter(Q(description__icontains=where.q) | by_txid)
     return query
 
 

@@ -28,7 +28,7 @@ async def dashboard_payments_csv() -> Response | WerkzeugResponse:
     merchant = await session_merchant()
     if merchant is None:
         return redirect(url_for("web_auth.login_page"))
-    return _download(exports.payments_csv(merchant.id), "cobrancas.csv")
+    return _download(await exports.started(exports.payments_csv(merchant.id)), "cobrancas.csv")
 
 
 @blueprint.get("/dashboard/movements.csv")
@@ -38,4 +38,4 @@ async def dashboard_movements_csv() -> Response | WerkzeugResponse:
     merchant = await session_merchant()
     if merchant is None:
         return redirect(url_for("web_auth.login_page"))
-    return _download(exports.movements_csv(merchant.id), "movimentos.csv")
+    return _download(await exports.started(exports.movements_csv(merchant.id)), "movimentos.csv")
