@@ -38,6 +38,20 @@ async def payment_page(payment_id: UUID) -> Response:
     return Response(body, headers={"Vary": "HX-Request", "Cache-Control": "no-store"})
 
 
+RECEIPT_STATES = {PaymentStatus.PAID, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED}
+
+
+@blueprint.get("/payments/pix/<uuid:payment_id>/comprovante")
+@hide
+async def receipt_page(payment_id: UUID) -> Response:
+    """The payer's printable receipt of a paid charge (404 before it is paid)."""
+    payment = await payments.get_payment(payment_id, with_merchant=True)
+    if payment.status not in RECEIPT_STATES:
+        raise NotFoundError("no receipt: the charge is not paid")
+    body = await render_template("pages/receipt.html", payment=payment)
+    return Response(body, headers={"Cache-Control": "no-store"})
+
+
 async def _simulation() -> tuple[Scenario, int | None]:
     """`{"scenario", "value"?}` as JSON or a form (the panel's buttons); none: exact."""
     given: dict[str, Any] = {}
