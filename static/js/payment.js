@@ -116,6 +116,12 @@
     tick();
     applyConnection();
   });
+  // The receipt's "Imprimir" (strict CSP: no inline handler).
+  document.addEventListener("click", function (event) {
+    if (event.target.closest && event.target.closest("[data-print]")) {
+      window.print();
+    }
+  });
   // A form's answer settles; a pushed state arrives as a socket message (no settle event).
   ["htmx:afterSettle", "htmx:wsAfterMessage"].forEach(function (name) {
     document.addEventListener(name, function () {

@@ -28,5 +28,6 @@ async def test_receipt_only_once_paid(client, auth) -> None:
     for text in ("Padaria São João", "1.234,56", "01/05/2024 às 12:30", E2E, "Pão de queijo"):
         assert text in body
     assert charge["bank_payment_id"] in body
+    assert "data-print" in body and "Imprimir" in body and "onclick" not in body
     await Payment.filter(id=charge["id"]).update(status=PaymentStatus.CANCELLED)
     assert (await client.get(path)).status_code == 404
