@@ -232,17 +232,15 @@ async def stream(client: Any, path: str, headers: dict[str, str]) -> AsyncIterat
         assert connection.status_code == 200
 
 
-async def test_rows_are_read_a_page_at_a_time(client, merchant, auth) -> None:
-    total = 5 * exports.PAGE_SIZE
-    await add_movements(merchant.id, total)
-    lines = 0
-    async for chunk in stream(client, "/accounts/me/movements.csv", auth):
-        lines += chunk.count(b"\r\n")
-        if lines == chunk.count(b"\r\n"):
-            # The header and the first page arrived: the rest is not read yet (at most the
-            # next page's query is under way), so rows deleted now are not sent.
-            await Movement.filter(account__merchant_id=merchant.id).delete()
-    assert 1 + exports.PAGE_SIZE <= lines <= 1 + 2 * exports.PAGE_SIZE < 1 + total
+async def test_rows_are_read_a_page_at_a_time(merchant) -> None:
+    # The generator itself (the test client queues a body without backpressure, so through it
+    # the producer may run ahead): nothing past the first page is read before it is asked for.
+    await add_movements(merchant.id, 5 * exports.PAGE_SIZE)
+    body = exports.movements_csv(merchant.id)
+    first = await anext(body)
+    assert first.count(b"\r\n") == 1 + exports.PAGE_SIZE  # the header and the first page
+    await Movement.filter(account_id=(await Account.get(merchant_id=merchant.id)).id).delete()
+    assert [chunk async for chunk in body] == []  # rows deleted now are not sent
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
