@@ -135,7 +135,7 @@ class TestProduction:
 ROOT = Path(__file__).resolve().parents[1]
 # Quart's `request`, not an httpx response's `response.request` (the PSP client's own calls).
 HOST_READERS = re.compile(
-    r"_external|(?<![.\w])request\.(host|url_root|host_url|base_url|url)\b|url_root"
+    r"(?<!\w)_external|(?<![.\w])request\.(host|url_root|host_url|base_url|url)\b|url_root"
 )
 
 
