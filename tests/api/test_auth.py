@@ -130,7 +130,11 @@ async def test_login_issues_a_working_bearer_token(client, config, merchant) -> 
         headers = {"Authorization": f"{scheme} {body['access_token']}"}
         listing = await client.get("/payments", headers=headers)
         assert listing.status_code == 200
-        assert await listing.get_json() == {"items": [], "next_cursor": None}
+        assert await listing.get_json() == {
+            "items": [],
+            "next_cursor": None,
+            "totals": {"count": 0, "value": "0.00"},
+        }
 
 
 async def test_login_failures_are_indistinguishable(client, merchant) -> None:
