@@ -110,13 +110,18 @@ class Payment(Model):
     request_hash = fields.CharField(max_length=64, null=True)
     # What its refunds gave back (DEVOLVIDO, external or estorno): the payer's page says it.
     refunded_cents = fields.BigIntField(default=0, db_default=0)
+    # The charge's story (/dashboard/charges/<id>): when a payer first opened its page, when
+    # the merchant cancelled it, when pixweb recorded its expiry (and sent charge.expired).
+    first_viewed_at = fields.DatetimeField(null=True)
+    cancelled_at = fields.DatetimeField(null=True)
+    expiry_recorded_at = fields.DatetimeField(null=True)
 
     merchant_id: int
 
     class Meta:
         table = "payment"
         unique_together = (("merchant_id", "idempotency_key"),)
-        indexes = (("merchant_id", "created_at"),)
+        indexes = (("merchant_id", "created_at"), ("status", "expiry_recorded_at", "expires_at"))
 
     def status_at(self, now: datetime) -> PaymentStatus:
         """Return the status as the payer sees it at `now` (pending turns expired)."""
@@ -432,3 +437,132 @@ class Refund(Model):
         table = "refund"
         unique_together = (("merchant_id", "idempotency_key"), ("received_pix_id", "devolucao_id"))
         indexes = (("status", "kind"), ("received_pix_id",), ("payment_id",))
+
+
+class ApiKey(Model):
+    """A key a merchant's own systems use on the JSON API, limited to its scopes.
+
+    Only the SHA-256 of the key is stored (the key is 32 random bytes: a slow hash adds
+    nothing), with its first characters to recognise it in a list."""
+
+    id = fields.IntField(primary_key=True)
+    merchant: fields.ForeignKeyRelation[Merchant] = fields.ForeignKeyField(
+        "models.Merchant", related_name="api_keys", on_delete=fields.RESTRICT
+    )
+    name = fields.CharField(max_length=100)
+    prefix = fields.CharField(max_length=16)
+    key_hash = fields.CharField(max_length=64, unique=True)
+    scopes: list[str] = fields.JSONField(default=list)
+    created_at = fields.DatetimeField()
+    last_used_at = fields.DatetimeField(null=True)
+    revoked_at = fields.DatetimeField(null=True)
+
+    merchant_id: int
+
+    class Meta:
+        table = "api_key"
+        indexes = (("merchant_id", "created_at"),)
+
+
+class WebhookEndpoint(Model):
+    """A URL of the merchant's that receives its events, signed with its secret.
+
+    Secrets are encrypted at rest (crypto.py). While a rotation's grace period lasts, the
+    previous secret signs too."""
+
+    id = fields.IntField(primary_key=True)
+    merchant: fields.ForeignKeyRelation[Merchant] = fields.ForeignKeyField(
+        "models.Merchant", related_name="webhook_endpoints", on_delete=fields.RESTRICT
+    )
+    url = fields.TextField()
+    description = fields.CharField(max_length=200, null=True)
+    events: list[str] = fields.JSONField(default=list)
+    secret = fields.TextField()  # encrypted whsec_...
+    previous_secret = fields.TextField(null=True)  # encrypted, signs until it expires
+    previous_secret_expires_at = fields.DatetimeField(null=True)
+    enabled = fields.BooleanField(default=True)
+    disabled_reason = fields.CharField(max_length=200, null=True)
+    failing_since = fields.DatetimeField(null=True)  # first failure of the current streak
+    created_at = fields.DatetimeField()
+    updated_at = fields.DatetimeField()
+    deleted_at = fields.DatetimeField(null=True)  # deleted endpoints keep their log
+
+    merchant_id: int
+
+    class Meta:
+        table = "webhook_endpoint"
+        indexes = (("merchant_id", "created_at"),)
+
+
+class WebhookEvent(Model):
+    """One event of a merchant's, written in the transaction of the change it reports.
+
+    `id` (evt_...) is the `webhook-id` of every attempt to deliver it."""
+
+    id = fields.CharField(max_length=40, primary_key=True)
+    merchant: fields.ForeignKeyRelation[Merchant] = fields.ForeignKeyField(
+        "models.Merchant", related_name="webhook_events", on_delete=fields.RESTRICT
+    )
+    type = fields.CharField(max_length=40)
+    data: dict[str, Any] = fields.JSONField()
+    created_at = fields.DatetimeField()
+
+    merchant_id: int
+
+    class Meta:
+        table = "webhook_event"
+        indexes = (("merchant_id", "created_at"),)
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"  # due at next_attempt_at
+    SUCCEEDED = "succeeded"  # a 2xx answer
+    FAILED = "failed"  # the schedule ran out, or the endpoint was disabled or deleted
+
+
+class WebhookDelivery(Model):
+    """One event owed to one endpoint: its state and when it is next due."""
+
+    id = fields.BigIntField(primary_key=True)
+    event: fields.ForeignKeyRelation[WebhookEvent] = fields.ForeignKeyField(
+        "models.WebhookEvent", related_name="deliveries", on_delete=fields.RESTRICT
+    )
+    endpoint: fields.ForeignKeyRelation[WebhookEndpoint] = fields.ForeignKeyField(
+        "models.WebhookEndpoint", related_name="deliveries", on_delete=fields.RESTRICT
+    )
+    status = fields.CharEnumField(DeliveryStatus, max_length=9, default=DeliveryStatus.PENDING)
+    attempts = fields.IntField(default=0)
+    next_attempt_at = fields.DatetimeField(null=True)
+    last_attempt_at = fields.DatetimeField(null=True)
+    last_status_code = fields.IntField(null=True)
+    created_at = fields.DatetimeField()
+    completed_at = fields.DatetimeField(null=True)
+    manual = fields.BooleanField(default=False)  # a "Reenviar" or a test event
+
+    event_id: str
+    endpoint_id: int
+
+    class Meta:
+        table = "webhook_delivery"
+        indexes = (("status", "next_attempt_at"), ("endpoint_id", "created_at"), ("event_id",))
+
+
+class WebhookAttempt(Model):
+    """One POST of a delivery: what was answered, or what went wrong."""
+
+    id = fields.BigIntField(primary_key=True)
+    delivery: fields.ForeignKeyRelation[WebhookDelivery] = fields.ForeignKeyField(
+        "models.WebhookDelivery", related_name="attempt_log", on_delete=fields.RESTRICT
+    )
+    number = fields.IntField()
+    started_at = fields.DatetimeField()
+    duration_ms = fields.IntField()
+    status_code = fields.IntField(null=True)
+    response_body = fields.TextField(null=True)  # the first 1 KB
+    error = fields.CharField(max_length=500, null=True)
+
+    delivery_id: int
+
+    class Meta:
+        table = "webhook_attempt"
+        indexes = (("delivery_id", "number"),)

@@ -1,0 +1,91 @@
+"""The merchant-webhook outbox: each event is written in the transaction of the change it
+reports, so a crash can neither lose it nor send one for a change that rolled back.
+
+`record` is the one way an event enters it; `services/delivery.py` sends what it holds.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from pixweb.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+from pixweb.services.clock import utcnow
+from pixweb.services.events import Outbox
+
+EVENT_TYPES = (
+    "charge.created",
+    "charge.paid",
+    "charge.expired",
+    "charge.cancelled",
+    "charge.refunded",
+    "refund.succeeded",
+    "refund.failed",
+    "pix.received",
+    "transfer.received",
+)
+TEST_EVENT = "webhook.test"  # "Enviar evento de teste": sent to one endpoint, whatever it asked
+WEBHOOKS_CHANNEL = "webhooks"  # wakes every process's delivery worker after a commit
+
+
+def new_event_id() -> str:
+    """An event id, the `webhook-id` of every attempt to deliver it."""
+    return f"evt_{uuid4().hex}"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+async def record(
+    outbox: Outbox,
+    merchant_id: int,
+    type_: str,
+    data: dict[str, Any],
+    *,
+    endpoints: list[WebhookEndpoint] | None = None,
+    manual: bool = False,
+) -> WebhookEvent | None:
+    """Write the event and one due delivery per enabled endpoint that asked for it.
+
+    Call it inside the transaction of the change it reports. Nothing is written when no
+    endpoint wants the event. `endpoints` names them instead (a test event, a resend).
+    """
+    if endpoints is None:
+        endpoints = [
+            endpoint
+            for endpoint in await WebhookEndpoint.filter(
+                merchant_id=merchant_id, enabled=True, deleted_at=None
+            )
+            if type_ in endpoint.events
+        ]
+    if not endpoints:
+        return None
+    now = utcnow()
+    event = await WebhookEvent.create(
+        id=new_event_id(),
+        merchant_id=merchant_id,
+        type=type_,
+        data=json.loads(json.dumps(data, default=_plain)),
+        created_at=now,
+    )
+    await WebhookDelivery.bulk_create(
+        [
+            WebhookDelivery(
+                event_id=event.id,
+                endpoint_id=endpoint.id,
+                next_attempt_at=now,
+                created_at=now,
+                manual=manual,
+            )
+            for endpoint in endpoints
+        ]
+    )
+    outbox.add(WEBHOOKS_CHANNEL, {"type": "webhook.due", "merchant_id": merchant_id})
+    return event
