@@ -297,10 +297,25 @@ def _with_public_url(config: Config) -> Config:
     return replace(config, public_url=url.rstrip("/"))
 
 
+# SQLite: WAL (readers never wait for the writer), one fsync per commit (FULL: a committed
+# payment survives a power cut), and a writer waits for another up to 10 s (twice sqlite3's
+# own default) instead of failing. A URL's own query parameters win.
+SQLITE_PRAGMAS = {"journal_mode": "WAL", "synchronous": "FULL", "busy_timeout": "10000"}
+
+
+def _with_sqlite_pragmas(database_url: str) -> str:
+    if not database_url.startswith("sqlite://") or ":memory:" in database_url:
+        return database_url
+    path, _, query = database_url.partition("?")
+    given = {part.partition("=")[0] for part in query.split("&") if part}
+    extra = [f"{name}={value}" for name, value in SQLITE_PRAGMAS.items() if name not in given]
+    return path + "?" + "&".join(filter(None, [query, *extra]))
+
+
 def tortoise_config(database_url: str) -> dict[str, Any]:
     """Return the Tortoise ORM config for one database URL."""
     return {
-        "connections": {"default": database_url},
+        "connections": {"default": _with_sqlite_pragmas(database_url)},
         "apps": {
             "models": {
                 "models": ["pixweb.models"],

@@ -15,7 +15,8 @@ from pixweb.config import tortoise_config
 def _ensure_sqlite_folder(database_url: str) -> None:
     # SQLite creates the file but not its folder (instance/ on a fresh clone).
     if database_url.startswith("sqlite://") and ":memory:" not in database_url:
-        Path(database_url.removeprefix("sqlite://")).parent.mkdir(parents=True, exist_ok=True)
+        path = database_url.removeprefix("sqlite://").partition("?")[0]
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
 async def open_database(database_url: str) -> None:
