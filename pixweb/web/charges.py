@@ -2,10 +2,10 @@
 
 `/dashboard/charges/<id>` shows the amount, status, QR code and copy-paste code, the link
 and WhatsApp share of the payer's page, and a timeline built from the records (created,
-each received Pix, refunds and their states, cancelled, expired, paid). Its buttons cancel
-a pending charge, refund a paid one in two steps (a preview that moves no money, then a
-confirmation carrying the preview's one-use key), and attach a waiting Pix through the
-dashboard's own attach route.
+first opened by the payer, each received Pix, paid, refunds and their states, cancelled,
+expired). Its buttons cancel a pending charge, refund a paid one in two steps (a preview
+that moves no money, then a confirmation carrying the preview's one-use key), and attach a
+waiting Pix through the dashboard's own attach route.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class Event:
     """One line of the timeline."""
 
     at: datetime | None
-    kind: str  # created, pix, refund, cancelled, expired, paid
+    kind: str  # created, viewed, pix, paid, refund <status>, cancelled, expired
     title: str
     details: tuple[str, ...] = ()
 
@@ -113,6 +113,8 @@ async def timeline(payment: Payment, merchant_id: int) -> list[Event]:
     """The charge's story from its records, oldest first."""
     now = utcnow()
     events = [Event(payment.created_at, "created", "Cobrança criada")]
+    if payment.first_viewed_at is not None:
+        events.append(Event(payment.first_viewed_at, "viewed", "Pagador abriu a página"))
     query = ReceivedPix.filter(merchant_id=merchant_id, payment_id=payment.id)
     events += [_pix_event(record) for record in await query.order_by("paid_at", "id")]
     if payment.paid_at is not None:
@@ -120,10 +122,12 @@ async def timeline(payment: Payment, merchant_id: int) -> list[Event]:
     events += [_refund_event(r) for r in await refunds.list_for_payment(merchant_id, payment.id)]
     status = payment.status_at(now)
     if status == PaymentStatus.EXPIRED:
-        events.append(Event(payment.expires_at, "expired", "Venceu sem pagamento"))
-    # A cancellation keeps no time of its own: it closes the story.
+        events.append(Event(payment.expires_at, "expired", "Expirada", ("Venceu sem pagamento",)))
+    if status == PaymentStatus.CANCELLED and payment.cancelled_at is not None:
+        events.append(Event(payment.cancelled_at, "cancelled", "Cancelada"))
     ordered = sorted(events, key=lambda event: event.at or now)
-    if status == PaymentStatus.CANCELLED:
+    if status == PaymentStatus.CANCELLED and payment.cancelled_at is None:
+        # Cancelled before its time was kept: it closes the story, without a time.
         ordered.append(Event(None, "cancelled", "Cancelada"))
     return ordered
 

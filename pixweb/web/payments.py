@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from quart import Blueprint, Response, render_template, request
+from quart import Blueprint, Response, render_template, request, session
 from quart_schema import hide
 
 from pixweb import money
-from pixweb.deps import get_broker, get_config
+from pixweb.deps import SESSION_MERCHANT, get_broker, get_config
 from pixweb.errors import ConflictError, InvalidInputError, NotFoundError, UnprocessableError
 from pixweb.models import Payment, PaymentStatus
 from pixweb.presenters import status_context
@@ -21,9 +21,23 @@ from pixweb.services.clock import utcnow
 
 blueprint = Blueprint("web_payments", __name__)
 
+# Apps that fetch a shared link to draw its preview: a WhatsApp message is not a payer.
+LINK_PREVIEWERS = ("whatsapp", "facebookexternalhit", "telegrambot", "twitterbot", "slackbot")
+
 
 def _htmx() -> bool:
     return request.headers.get("HX-Request") == "true"
+
+
+def _payer_opened(payment: Payment) -> bool:
+    """Whether this GET is a person opening the payer's page: not the page's own HTMX
+    refresh, not the charge's merchant (its session says so, no query), not a preview."""
+    if request.method != "GET" or _htmx():
+        return False
+    if session.get(SESSION_MERCHANT) == payment.merchant_id:
+        return False
+    agent = request.headers.get("User-Agent", "").lower()
+    return not any(name in agent for name in LINK_PREVIEWERS)
 
 
 @blueprint.get("/payments/pix/<uuid:payment_id>")
@@ -31,6 +45,8 @@ def _htmx() -> bool:
 async def payment_page(payment_id: UUID) -> Response:
     """Show the QR code, copy-paste code, amount and live status of a charge."""
     payment = await payments.get_payment(payment_id, with_merchant=True)
+    if payment.first_viewed_at is None and _payer_opened(payment):
+        await payments.record_first_view(payment)
     context = status_context(payment, sandbox=not get_config().production)
     template = "partials/payment_status.html" if _htmx() else "pages/payment.html"
     body = await render_template(template, **context)
