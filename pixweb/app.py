@@ -29,6 +29,7 @@ from pixweb import (
     validation,
 )
 from pixweb.api import accounts as api_accounts
+from pixweb.api import api_keys as api_api_keys
 from pixweb.api import auth as api_auth
 from pixweb.api import exports as api_exports
 from pixweb.api import health as api_health
@@ -97,7 +98,10 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Quart:
         info={"title": "pixweb", "version": __version__},
         redoc_ui_path=None,
         scalar_ui_path=None,
-        security_schemes={"bearer": {"type": "http", "scheme": "bearer", "bearer_format": "JWT"}},
+        security_schemes={
+            # A logged-in merchant's token (every scope) or an API key (its scopes).
+            "bearer": {"type": "http", "scheme": "bearer", "bearer_format": "JWT or pxw_ API key"}
+        },
         openapi_provider_class=api_openapi.Provider,
     )
     app.json = _strict_json_provider(app)
@@ -134,6 +138,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Quart:
         api_psp.blueprint,
         api_received.blueprint,
         api_refunds.blueprint,
+        api_api_keys.blueprint,
         api_webhooks_in.blueprint,
         web_payments.blueprint,
         web_tools.blueprint,

@@ -69,6 +69,12 @@ class ForbiddenError(PixwebError):
     code = "forbidden"
 
 
+class InsufficientScopeError(ForbiddenError):
+    """An API key calls a route outside its scopes; the detail names the scope (HTTP 403)."""
+
+    code = "insufficient_scope"
+
+
 class NotFoundError(PixwebError):
     """The resource does not exist, or is not visible to the caller (HTTP 404)."""
 

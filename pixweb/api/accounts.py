@@ -28,7 +28,7 @@ from pixweb.api.types import (
     Timestamp,
     idempotency_key,
 )
-from pixweb.deps import current_merchant, get_broker
+from pixweb.deps import current_merchant, get_broker, requires_scope
 from pixweb.models import Movement, MovementKind
 from pixweb.services import accounts, ledger, settlement
 
@@ -114,6 +114,7 @@ def _created(result: tuple[Movement, bool]) -> tuple[MovementOut, int]:
 @blueprint.get("/accounts/me")
 @tag(["accounts"])
 @bearer_required
+@requires_scope("account:read")
 @validate_response(AccountOut)
 async def get_account() -> AccountOut:
     """The merchant's account and balance."""
@@ -139,6 +140,7 @@ def _money_route(path: str, body: type[BaseModel], *statuses: int) -> Callable[[
             validate_response(MovementOut, 201),
             validate_request(body),
             document_headers(IdempotencyHeaders),
+            requires_scope("account:write"),
             bearer_required,
             tag(["accounts"]),
             blueprint.post(path),
@@ -201,6 +203,7 @@ async def pay(data: PayIn) -> tuple[MovementOut, int]:
 @blueprint.get("/accounts/me/movements")
 @tag(["accounts"])
 @bearer_required
+@requires_scope("account:read")
 @validate_querystring(MovementsQuery)
 @validate_response(MovementList)
 async def list_movements(query_args: MovementsQuery) -> MovementList:

@@ -17,7 +17,7 @@ from pixweb.api.openapi import media
 from pixweb.api.payments import PaymentFilterQuery
 from pixweb.api.security import bearer_required
 from pixweb.api.types import Timestamp
-from pixweb.deps import current_merchant
+from pixweb.deps import current_merchant, requires_scope
 from pixweb.models import MovementKind
 from pixweb.services import exports
 
@@ -46,6 +46,7 @@ def csv_response(body: AsyncIterator[bytes], filename: str) -> Response:
 @blueprint.get("/payments.csv")
 @tag(["payments"])
 @bearer_required
+@requires_scope("charges:read")
 @validate_querystring(PaymentFilterQuery)
 @media(200, exports.MEDIA_TYPE, description=CSV_DESCRIPTION)
 async def export_payments(query_args: PaymentFilterQuery) -> Response:
@@ -58,6 +59,7 @@ async def export_payments(query_args: PaymentFilterQuery) -> Response:
 @blueprint.get("/accounts/me/movements.csv")
 @tag(["accounts"])
 @bearer_required
+@requires_scope("account:read")
 @validate_querystring(MovementsCsvQuery)
 @media(200, exports.MEDIA_TYPE, description=CSV_DESCRIPTION)
 async def export_movements(query_args: MovementsCsvQuery) -> Response:

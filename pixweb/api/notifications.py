@@ -11,7 +11,7 @@ from quart_schema import tag, validate_querystring, validate_request, validate_r
 
 from pixweb.api.security import bearer_required
 from pixweb.api.types import DB_ID_MAX, INTEGER
-from pixweb.deps import current_merchant
+from pixweb.deps import current_merchant, requires_scope
 from pixweb.services import ledger, notifications
 
 blueprint = Blueprint("api_notifications", __name__)
@@ -75,6 +75,7 @@ class ReadOut(BaseModel):
 @blueprint.get("/notifications")
 @tag(["notifications"])
 @bearer_required
+@requires_scope("account:read")
 @validate_querystring(HistoryQuery)
 @validate_response(NotificationList)
 async def list_notifications(query_args: HistoryQuery) -> NotificationList:
@@ -93,6 +94,7 @@ async def list_notifications(query_args: HistoryQuery) -> NotificationList:
 @blueprint.post("/notifications/read")
 @tag(["notifications"])
 @bearer_required
+@requires_scope("account:write")
 @validate_request(ReadIn)
 @validate_response(ReadOut)
 async def mark_read(data: ReadIn) -> ReadOut:

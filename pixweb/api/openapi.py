@@ -14,6 +14,8 @@ from pydantic import BaseModel, Field
 from quart_schema.openapi import OpenAPIProvider
 from werkzeug.routing import BaseConverter, Rule, UnicodeConverter, UUIDConverter
 
+from pixweb.deps import LOGIN_ONLY, SCOPE_ATTRIBUTE
+
 T = TypeVar("T", bound=Callable[..., Any])
 
 MEDIA_ATTRIBUTE = "_pixweb_media_responses"
@@ -41,7 +43,7 @@ ERROR_SCHEMA = "Error"
 ERROR_MEANINGS = {
     400: "Invalid input: the body, query or a header breaks a rule `detail` and `fields` name",
     401: "Missing, invalid or expired credentials (bearer token or bank signature)",
-    403: "Forbidden",
+    403: "Forbidden: an API key without the route's scope (`detail` names it)",
     404: "No such resource (or not this merchant's)",
     409: "Conflicts with the current state, or an Idempotency-Key reused for another request",
     413: "The body exceeds 64 KiB",
@@ -115,8 +117,12 @@ class Provider(OpenAPIProvider):
         func = self._app.view_functions[rule.endpoint]
         declared = set(getattr(func, ERRORS_ATTRIBUTE, ()))
         media_responses = getattr(func, MEDIA_ATTRIBUTE, {})
+        scope = getattr(func, SCOPE_ATTRIBUTE, None)
         for operations in paths.values():
             for operation in operations.values():
+                if scope is not None:
+                    _document_scope(operation, scope)
+                    declared.add(403)
                 if "requestBody" in operation:
                     # validate_request refuses a missing body (400): the body is required.
                     operation["requestBody"] = {**operation["requestBody"], "required": True}
@@ -128,6 +134,18 @@ class Provider(OpenAPIProvider):
                     responses[status] = {"description": description, "content": content}
         components[ERROR_SCHEMA] = ErrorOut.model_json_schema(mode="serialization")
         return paths, components
+
+
+def _document_scope(operation: dict[str, Any], scope: str) -> None:
+    """Name the route's scope in its security requirement (OpenAPI 3.1 lets a bearer scheme
+    list roles) and in its description."""
+    if scope == LOGIN_ONLY:
+        operation["security"] = [{"bearer": []}]
+        note = "Needs a logged-in merchant's token (`/auth/login`): an API key is refused."
+    else:
+        operation["security"] = [{"bearer": [scope]}]
+        note = f"API key scope: `{scope}`."
+    operation["description"] = "\n\n".join(filter(None, (operation.get("description"), note)))
 
 
 def _error_response(status: int) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from pixweb.api.types import (
     Timestamp,
     idempotency_key,
 )
-from pixweb.deps import current_merchant, get_broker, get_psp_clients
+from pixweb.deps import current_merchant, get_broker, get_psp_clients, requires_scope
 from pixweb.errors import NotFoundError
 from pixweb.models import Payment, PaymentStatus
 from pixweb.pix import qr
@@ -140,6 +140,7 @@ class ConfirmationIn(BaseModel):
 @blueprint.post("/payments/pix")
 @tag(["payments"])
 @bearer_required
+@requires_scope("charges:write")
 @document_headers(IdempotencyHeaders)
 @errors(409, 422, 502, 503)
 @validate_request(PaymentIn)
@@ -170,6 +171,7 @@ async def create_payment(data: PaymentIn) -> tuple[PaymentOut, int]:
 @blueprint.get("/payments")
 @tag(["payments"])
 @bearer_required
+@requires_scope("charges:read")
 @validate_querystring(ListQuery)
 @validate_response(PaymentList)
 async def list_payments(query_args: ListQuery) -> PaymentList:
@@ -195,6 +197,7 @@ async def list_payments(query_args: ListQuery) -> PaymentList:
 @blueprint.get("/payments/<uuid:payment_id>")
 @tag(["payments"])
 @bearer_required
+@requires_scope("charges:read")
 @validate_response(PaymentOut)
 async def get_payment(payment_id: UUID) -> PaymentOut:
     """Fetch one of the merchant's payments."""
@@ -205,6 +208,7 @@ async def get_payment(payment_id: UUID) -> PaymentOut:
 @blueprint.post("/payments/<uuid:payment_id>/cancel")
 @tag(["payments"])
 @bearer_required
+@requires_scope("charges:write")
 @errors(409, 422, 502, 503)
 @validate_response(PaymentOut)
 async def cancel_payment(payment_id: UUID) -> PaymentOut:

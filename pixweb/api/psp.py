@@ -18,7 +18,7 @@ from quart_schema import tag, validate_request, validate_response
 from pixweb.api.openapi import errors
 from pixweb.api.security import bearer_required
 from pixweb.api.types import TEXT
-from pixweb.deps import current_merchant, get_psp_clients
+from pixweb.deps import LOGIN_ONLY, current_merchant, get_psp_clients, requires_scope
 from pixweb.presenters import public_base
 from pixweb.services import psp_connections
 from pixweb.services.psp_connections import ConnectionView, Credentials
@@ -140,6 +140,7 @@ class DisconnectionOut(BaseModel):
 @blueprint.put("/merchants/me/psp")
 @tag(["psp"])
 @bearer_required
+@requires_scope(LOGIN_ONLY)
 @validate_request(PspConnectionIn)
 @validate_response(PspConnectionOut)
 @errors(409, 422, 502, 503)
@@ -159,6 +160,7 @@ async def connect_psp(data: PspConnectionIn) -> PspConnectionOut:
 @blueprint.get("/merchants/me/psp")
 @tag(["psp"])
 @bearer_required
+@requires_scope("account:read")
 @validate_response(PspConnectionOut)
 @errors(404)
 async def get_psp() -> PspConnectionOut:
@@ -171,6 +173,7 @@ async def get_psp() -> PspConnectionOut:
 @blueprint.delete("/merchants/me/psp")
 @tag(["psp"])
 @bearer_required
+@requires_scope(LOGIN_ONLY)
 @validate_response(DisconnectionOut)
 @errors(404)
 async def disconnect_psp() -> DisconnectionOut:
@@ -183,6 +186,7 @@ async def disconnect_psp() -> DisconnectionOut:
 @blueprint.post("/merchants/me/psp/webhook-token")
 @tag(["psp"])
 @bearer_required
+@requires_scope(LOGIN_ONLY)
 @validate_response(PspConnectionOut)
 @errors(404, 409, 422, 502, 503)
 async def rotate_webhook_token() -> PspConnectionOut:

@@ -19,7 +19,7 @@ from pixweb.api.errors import STATUS
 from pixweb.api.openapi import errors
 from pixweb.api.security import bearer_required
 from pixweb.api.types import IdempotencyHeaders, Timestamp, idempotency_key
-from pixweb.deps import current_merchant, get_broker
+from pixweb.deps import current_merchant, get_broker, requires_scope
 from pixweb.errors import NotFoundError, PixwebError
 from pixweb.models import PixOutcome, PixSource, ReceivedPix
 from pixweb.services import received
@@ -107,6 +107,7 @@ def reconcile_error(error: PixwebError, record: ReceivedPix) -> tuple[ReconcileE
 @blueprint.get("/pix/received")
 @tag(["received Pix"])
 @bearer_required
+@requires_scope("charges:read")
 @validate_querystring(ReceivedQuery)
 @validate_response(ReceivedPixList)
 async def list_received(query_args: ReceivedQuery) -> ReceivedPixList:
@@ -126,6 +127,7 @@ async def list_received(query_args: ReceivedQuery) -> ReceivedPixList:
 @blueprint.post("/pix/received/<end_to_end_id>/attach")
 @tag(["received Pix"])
 @bearer_required
+@requires_scope("charges:write")
 @document_headers(IdempotencyHeaders)
 @errors(409)
 @validate_request(AttachIn)

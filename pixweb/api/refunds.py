@@ -13,7 +13,7 @@ from pixweb import validation
 from pixweb.api.openapi import errors
 from pixweb.api.security import bearer_required
 from pixweb.api.types import TEXT, Amount, IdempotencyHeaders, idempotency_key
-from pixweb.deps import current_merchant, get_broker, get_psp_clients
+from pixweb.deps import current_merchant, get_broker, get_psp_clients, requires_scope
 from pixweb.errors import NotFoundError
 from pixweb.models import Refund, RefundStatus
 from pixweb.services import received, refunds
@@ -67,6 +67,7 @@ def _named(end_to_end_id: str) -> None:
 @blueprint.post("/payments/<uuid:payment_id>/refunds")
 @tag(["refunds"])
 @bearer_required
+@requires_scope("refunds:write")
 @document_headers(IdempotencyHeaders)
 @errors(409, 422, 502, 503)
 @validate_request(RefundIn)
@@ -89,6 +90,7 @@ async def refund_payment(payment_id: UUID, data: RefundIn) -> tuple[RefundOut, i
 @blueprint.get("/payments/<uuid:payment_id>/refunds")
 @tag(["refunds"])
 @bearer_required
+@requires_scope("charges:read")
 @validate_response(RefundList)
 async def list_payment_refunds(payment_id: UUID) -> RefundList:
     """List a charge's refunds, oldest first."""
@@ -100,6 +102,7 @@ async def list_payment_refunds(payment_id: UUID) -> RefundList:
 @blueprint.post("/pix/received/<end_to_end_id>/refunds")
 @tag(["refunds"])
 @bearer_required
+@requires_scope("refunds:write")
 @document_headers(IdempotencyHeaders)
 @errors(409, 422, 502, 503)
 @validate_request(RefundIn)
@@ -118,6 +121,7 @@ async def refund_received(end_to_end_id: str, data: RefundIn) -> tuple[RefundOut
 @blueprint.get("/pix/received/<end_to_end_id>/refunds")
 @tag(["refunds"])
 @bearer_required
+@requires_scope("charges:read")
 @validate_response(RefundList)
 async def list_received_refunds(end_to_end_id: str) -> RefundList:
     """List a received Pix's refunds, oldest first."""

@@ -5,6 +5,8 @@ sends `autenticar {token}` (→ `autenticado`, and the socket joins that merchan
 `solicitar_saldo {token, correntista_id}` (→ `saldo_atualizado`); the room then receives
 `notificacao` and `saldo_atualizado` on every movement, and `notificacao` alone for a
 notice without one (a Pix to reconcile, a refund's outcome). Anything wrong → `erro`.
+The token is a login JWT or an API key with the scope `account:read` (what the socket
+streams); a socket joined with a key closes (1008) when the key is revoked.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from quart import Blueprint, current_app, websocket
@@ -23,7 +26,7 @@ from pixweb.broker import Event, SubscriptionLaggedError
 from pixweb.deps import get_broker, get_config, get_metrics
 from pixweb.errors import AuthenticationError, NotFoundError
 from pixweb.models import Merchant
-from pixweb.services import ledger, merchants
+from pixweb.services import api_keys, ledger, merchants
 from pixweb.services.events import account_channel
 from pixweb.ws.common import CLOSE_POLICY, CLOSE_TRY_AGAIN, receive_limited, serve_until_closed
 
@@ -33,6 +36,7 @@ MAX_MESSAGE = 64 * 1024
 AUTH_TIMEOUT_SECONDS = 30.0  # an unauthenticated socket that stays silent is closed
 RATE, BURST, MAX_REFUSED = 10.0, 20.0, 50  # messages per second, bucket size, then close
 NOTIFICATION_FIELDS = ("tipo", "mensagem", "timestamp", "dados")  # the seed's `notificacao`
+SCOPE = "account:read"  # balance, movements and notices: what an API key needs here
 
 
 class _Bucket:
@@ -65,6 +69,7 @@ class _Session:
 
     def __init__(self) -> None:
         self.merchant: Merchant | None = None
+        self.key_id: int | None = None  # the API key the room was joined with, if one
         self.room: asyncio.Task[None] | None = None
         self.subscription = contextlib.AsyncExitStack()
 
@@ -74,10 +79,18 @@ class _Session:
             await _error("Token ausente")
             return None
         try:
-            return await merchants.merchant_from_token(token, secret=get_config().secret_key)
+            if not api_keys.is_api_key(token):
+                self.key_id = None
+                return await merchants.merchant_from_token(token, secret=get_config().secret_key)
+            caller = await api_keys.authenticate(token)  # the database: revocations hold
         except AuthenticationError:
             await _error("Token inválido ou expirado")
             return None
+        if SCOPE not in caller.scopes:
+            await _error(f"Esta chave de API não tem o escopo {SCOPE}")
+            return None
+        self.key_id = caller.key_id
+        return caller.merchant
 
     async def join(self, merchant: Merchant) -> None:
         """Enter the merchant's room: subscribed before `autenticado` is sent, so nothing
@@ -87,7 +100,8 @@ class _Session:
         channel = account_channel(merchant.id)
         events = await self.subscription.enter_async_context(get_broker().subscribe(channel))
         self.merchant = merchant
-        self.room = asyncio.create_task(_forward(events, account.id, merchant.name))
+        room = _Room(account.id, merchant.name, self.key_id)
+        self.room = asyncio.create_task(_forward(events, room))
 
     async def leave(self) -> None:
         if self.room is not None:
@@ -185,22 +199,33 @@ def _balance(account_id: int, name: str, cents: int) -> dict[str, Any]:
     }
 
 
-async def _forward(events: AsyncIterator[Event], account_id: int, name: str) -> None:
+@dataclass(frozen=True)
+class _Room:
+    account_id: int
+    name: str
+    key_id: int | None  # the API key it was joined with: its revocation ends the socket
+
+
+async def _forward(events: AsyncIterator[Event], room: _Room) -> None:
     """Forward the merchant's movements as `notificacao` + `saldo_atualizado`, and its
-    other notices as `notificacao`."""
+    other notices as `notificacao`; close when the socket's API key is revoked."""
     try:
-        await _forward_events(events, account_id, name)
+        await _forward_events(events, room)
     except SubscriptionLaggedError:
         # The room missed events: the client reconnects and asks for its balance again.
         await websocket.close(CLOSE_TRY_AGAIN, "fell behind: reconnect")
 
 
-async def _forward_events(events: AsyncIterator[Event], account_id: int, name: str) -> None:
+async def _forward_events(events: AsyncIterator[Event], room: _Room) -> None:
     async for event in events:
         kind = event.get("type")
+        if kind == api_keys.REVOKED_EVENT and event.get("key_id") == room.key_id:
+            await websocket.close(CLOSE_POLICY, "API key revoked")
+            return
         if kind not in ("movement", "notification"):
             continue
         notification = {k: event["notification"][k] for k in NOTIFICATION_FIELDS}
         await _emit("notificacao", notification)
         if kind == "movement":
-            await _emit("saldo_atualizado", _balance(account_id, name, event["balance_cents"]))
+            balance = _balance(room.account_id, room.name, event["balance_cents"])
+            await _emit("saldo_atualizado", balance)
