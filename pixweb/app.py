@@ -25,6 +25,7 @@ from pixweb import (
     headers,
     jsonload,
     observability,
+    presenters,
     throttle,
     validation,
 )
@@ -54,8 +55,10 @@ from pixweb.metrics import Metrics
 from pixweb.netguard import UrlPolicy
 from pixweb.psp.sandbox import routes as sandbox_psp
 from pixweb.services import merchants
+from pixweb.services.delivery import DeliveryWorker, event_body
 from pixweb.services.psp_clients import PspClients
 from pixweb.services.reconcile import ReconcileJob
+from pixweb.services.webhook_sender import Sender
 from pixweb.web import auth as web_auth
 from pixweb.web import charges as web_charges
 from pixweb.web import dashboard as web_dashboard
@@ -236,17 +239,43 @@ def _init_lifecycle(app: Quart, config: Config) -> None:
         metrics=app.extensions[METRICS_KEY],
     )
 
+    delivery: DeliveryWorker | None = None
+
     @app.before_serving
     async def open_resources() -> None:
+        nonlocal delivery
         await db.open_database(config.database_url)
         if config.auto_migrate:
             await db.apply_migrations(config.database_url)
         if config.reconcile_seconds:
             reconciliation.start()
+        if config.deliver_webhooks:
+            delivery = _delivery_worker(app, config)
+            delivery.start()
 
     @app.after_serving
     async def close_resources() -> None:
         await reconciliation.stop()
+        if delivery is not None:
+            await delivery.stop()
         await app.extensions[PSP_CLIENTS_KEY].aclose()
         await app.extensions[BROKER_KEY].close()
         await db.close_database()
+
+
+def _delivery_worker(app: Quart, config: Config) -> DeliveryWorker:
+    """The merchant-webhook delivery worker of this process (built when serving starts:
+    its HTTP client belongs to the serving loop)."""
+    sender = Sender(
+        policy=UrlPolicy(require_https=config.production, allow_private=config.allow_private_urls),
+        timeout=config.webhook_timeout_seconds,
+    )
+    # The API-shaped body when presenters has it (services cannot import presenters).
+    body_of = getattr(presenters, "webhook_body", event_body)
+    return DeliveryWorker(
+        sender=sender,
+        encryption_key=config.encryption_key,
+        broker=app.extensions[BROKER_KEY],
+        metrics=app.extensions[METRICS_KEY],
+        body_of=body_of,
+    )

@@ -65,6 +65,11 @@ class Config:
     # Seconds between reconciliation passes in the server (pixweb.services.reconcile); 0
     # disables the job. Unset: 300, but 0 under `testing` (a test asks for the job).
     reconcile_seconds: int | None = None
+    # Run the merchant-webhook delivery worker in the server (pixweb.services.delivery).
+    # Unset: on, but off under `testing` (a test asks for it).
+    deliver_webhooks: bool | None = None
+    # Seconds one webhook POST may take, connection to last byte read.
+    webhook_timeout_seconds: float = 10.0
     # Apply migrations when serving starts (tests with in-memory SQLite need it).
     auto_migrate: bool = False
     # Extra keys handed to Quart's app.config (tests use it for flags like TESTING).
@@ -119,6 +124,10 @@ def load_config(
         config = replace(config, reconcile_seconds=0 if config.testing else 300)
     elif config.reconcile_seconds < 0:
         raise ConfigError("PIXWEB_RECONCILE_SECONDS must be 0 (no job) or more")
+    if config.deliver_webhooks is None:
+        config = replace(config, deliver_webhooks=not config.testing)
+    if not 0 < config.webhook_timeout_seconds <= 60:
+        raise ConfigError("PIXWEB_WEBHOOK_TIMEOUT_SECONDS must be more than 0 and at most 60")
     if config.env not in ENVIRONMENTS:
         raise ConfigError(
             f"PIXWEB_ENV must be one of {', '.join(ENVIRONMENTS)}, not {config.env!r}"
@@ -148,7 +157,12 @@ def _coerce(name: str, raw: str) -> Any:
             return int(raw)
         except ValueError as exc:
             raise ConfigError(f"PIXWEB_{name.upper()} must be an integer") from exc
-    if name in {"testing", "auto_migrate", "allow_private_urls"}:
+    if name == "webhook_timeout_seconds":
+        try:
+            return float(raw)
+        except ValueError as exc:
+            raise ConfigError(f"PIXWEB_{name.upper()} must be a number") from exc
+    if name in {"testing", "auto_migrate", "allow_private_urls", "deliver_webhooks"}:
         if raw.strip().lower() not in _BOOLEANS:
             raise ConfigError(f"PIXWEB_{name.upper()} must be 1 or 0 (true/false), not {raw!r}")
         return _BOOLEANS[raw.strip().lower()]

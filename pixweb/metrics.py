@@ -77,6 +77,23 @@ class Metrics:
             "Seconds from the oldest merchant's reconciliation checkpoint to the last pass",
             registry=self.registry,
         )
+        self.webhook_deliveries = Counter(
+            "pixweb_webhook_deliveries",
+            "Merchant webhook deliveries finished, by outcome (succeeded, failed)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.webhook_attempts = Counter(
+            "pixweb_webhook_attempts",
+            "Merchant webhook POSTs, by answer (2xx, 3xx, 4xx, 5xx, error: no answer)",
+            ["answer"],
+            registry=self.registry,
+        )
+        self.webhook_oldest_pending = Gauge(
+            "pixweb_webhook_oldest_pending_seconds",
+            "Age of the oldest merchant webhook delivery still owed (0: none)",
+            registry=self.registry,
+        )
         self.registry.register(_BrokerCollector(broker))
 
     @contextmanager
@@ -93,6 +110,14 @@ class Metrics:
         """Record the latency of a push caused by `event` (stamped `at` when published)."""
         if isinstance(at := event.get("at"), int | float):
             self.push_latency.observe(max(time.time() - at, 0.0))
+
+    def webhook_sent(self, result: Any) -> None:
+        """Count one delivery attempt (a services.delivery_outcome.Result)."""
+        if result.attempted:
+            code = result.status_code
+            self.webhook_attempts.labels(f"{code // 100}xx" if code else "error").inc()
+        if str(result.outcome) != "retrying":
+            self.webhook_deliveries.labels(str(result.outcome)).inc()
 
     def render(self) -> bytes:
         """The exposition text for a scrape."""

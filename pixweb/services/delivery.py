@@ -1,0 +1,277 @@
+"""The merchant-webhook delivery worker: sends what the outbox (services/outbox.py) holds.
+
+Each server process runs one `DeliveryWorker`. It wakes when a commit announces new events
+on WEBHOOKS_CHANNEL, and polls every POLL_SECONDS anyway (a wake-up can be lost; retries
+come due by the clock). A delivery is claimed by pushing its `next_attempt_at` a lease
+(LEASE_TIMEOUTS) ahead: on PostgreSQL in one statement with `SELECT ... FOR UPDATE SKIP
+LOCKED`, so workers on every host share the queue and never claim the same row; on SQLite
+(one host) under a lock of the process. A worker that dies mid-send leaves its claim to
+lapse: the delivery is due again when the lease ends and is sent again with the same
+`webhook-id` (at least once).
+
+Sends run concurrently, at most CONCURRENCY at once and PER_ENDPOINT per endpoint, so one
+slow endpoint holds a few slots and never the queue; a claim skips endpoints already at
+their share, and a claim is never larger than what can start before its lease ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import weakref
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from tortoise.connection import get_connection
+
+from pixweb.broker import Broker
+from pixweb.errors import EncryptionError
+from pixweb.metrics import Metrics
+from pixweb.models import DeliveryStatus, WebhookDelivery, WebhookEvent
+from pixweb.services.clock import utcnow
+from pixweb.services.delivery_outcome import Outcome, Result, record_attempt
+from pixweb.services.outbox import WEBHOOKS_CHANNEL
+from pixweb.services.webhook_secrets import signing_secrets
+from pixweb.services.webhook_sender import Answer, Sender, signed_headers
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 1.0
+LEASE_TIMEOUTS = 6  # a claim lasts 6 send timeouts (60 s); a claimed send waits ~2 at most
+CONCURRENCY = 16
+PER_ENDPOINT = 4
+
+BodyOf = Callable[[WebhookEvent], dict[str, Any]]
+
+_CLAIM_SQL = """
+WITH due AS (
+    SELECT id FROM webhook_delivery
+    WHERE status = 'pending' AND next_attempt_at <= $1 AND NOT (endpoint_id = ANY($2::int[]))
+    ORDER BY next_attempt_at
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE webhook_delivery AS d SET next_attempt_at = $4
+FROM due WHERE d.id = due.id
+RETURNING d.id, d.endpoint_id
+"""
+
+
+def event_body(event: WebhookEvent) -> dict[str, Any]:
+    """The JSON body of an event as stored: `{"id", "type", "created_at", "data"}`."""
+    return {
+        "id": event.id,
+        "type": event.type,
+        "created_at": event.created_at.isoformat(),
+        "data": event.data,
+    }
+
+
+class DeliveryWorker:
+    """Claims due deliveries and sends them; `start`/`stop` with the server's lifespan."""
+
+    def __init__(
+        self,
+        *,
+        sender: Sender,
+        encryption_key: str,
+        broker: Broker,
+        metrics: Metrics | None = None,
+        body_of: BodyOf = event_body,
+        concurrency: int = CONCURRENCY,
+        per_endpoint: int = PER_ENDPOINT,
+    ) -> None:
+        self.sender, self.key, self.broker, self.metrics = sender, encryption_key, broker, metrics
+        self.body_of = body_of
+        self.concurrency, self.per_endpoint = concurrency, per_endpoint
+        self._slots = asyncio.Semaphore(concurrency)
+        self._busy: Counter[int] = Counter()  # sends in flight (or waiting) per endpoint
+        self._sending: set[asyncio.Task[Result | None]] = set()
+        self._wake = asyncio.Event()
+        self.lease = timedelta(seconds=LEASE_TIMEOUTS * sender.timeout)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._gauged = 0.0  # when the oldest-pending gauge was last read (monotonic)
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._loop(), name="webhook-delivery"),
+            loop.create_task(self._listen(), name="webhook-delivery-wake"),
+        ]
+
+    async def stop(self) -> None:
+        """Stop claiming and cancel the sends in flight (their leases lapse: sent again)."""
+        for task in [*self._tasks, *self._sending]:
+            task.cancel()
+        for task in [*self._tasks, *self._sending]:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self.sender.aclose()
+
+    async def run_once(self) -> Counter[str]:
+        """Send everything due now, waiting for each send (`pixweb webhooks deliver`)."""
+        outcomes: Counter[str] = Counter()
+        while ids := await self.claim():
+            results = await asyncio.gather(*(self._send_one(i, e) for i, e in ids))
+            outcomes.update(str(r.outcome) for r in results if r is not None)
+        return outcomes
+
+    async def claim(self) -> list[tuple[int, int]]:
+        """Claim due deliveries for the free slots: (delivery id, endpoint id) pairs."""
+        free = 2 * self.concurrency - sum(self._busy.values())
+        if free <= 0:
+            return []
+        full = [e for e, n in self._busy.items() if n >= self.per_endpoint]
+        now = utcnow()
+        rows = await _claim(now, now + self.lease, full, free)
+        kept, extra = [], []
+        taken = Counter(self._busy)
+        for delivery_id, endpoint_id in rows:
+            if taken[endpoint_id] < self.per_endpoint:
+                taken[endpoint_id] += 1
+                kept.append((delivery_id, endpoint_id))
+            else:
+                extra.append(delivery_id)
+        if extra:  # more than the endpoint's share: due again at once, for a later claim
+            await WebhookDelivery.filter(id__in=extra).update(next_attempt_at=now)
+        return kept
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                for delivery_id, endpoint_id in await self.claim():
+                    task = asyncio.create_task(self._send_one(delivery_id, endpoint_id))
+                    self._sending.add(task)
+                    task.add_done_callback(self._sent)
+                await self._oldest_pending()
+            except Exception:
+                log.exception("webhook delivery pass failed")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(POLL_SECONDS):
+                    await self._wake.wait()
+            self._wake.clear()
+
+    def _sent(self, task: asyncio.Task[Any]) -> None:
+        self._sending.discard(task)
+        self._wake.set()  # a slot is free: claim again without waiting for the poll
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                async with self.broker.subscribe(WEBHOOKS_CHANNEL) as events:
+                    async for _ in events:
+                        self._wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the poll still runs; listen again shortly
+                log.warning("webhook wake-ups interrupted", exc_info=True)
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def _send_one(self, delivery_id: int, endpoint_id: int) -> Result | None:
+        self._busy[endpoint_id] += 1
+        try:
+            async with self._slots:
+                result = await deliver(
+                    delivery_id,
+                    sender=self.sender,
+                    encryption_key=self.key,
+                    broker=self.broker,
+                    body_of=self.body_of,
+                )
+        except Exception:
+            log.exception("webhook delivery %s failed", delivery_id)
+            return None
+        finally:
+            self._busy[endpoint_id] -= 1
+            if not self._busy[endpoint_id]:
+                del self._busy[endpoint_id]
+        if self.metrics is not None and result is not None:
+            self.metrics.webhook_sent(result)
+        return result
+
+    async def _oldest_pending(self) -> None:
+        now = time.monotonic()
+        if self.metrics is not None and now - self._gauged >= POLL_SECONDS:
+            self._gauged = now
+            self.metrics.webhook_oldest_pending.set(await oldest_pending_seconds())
+
+
+# SQLite: one claimer per process (workers on one loop share it). `pixweb webhooks deliver`
+# beside a server could send a delivery twice (at least once still holds), never lose one.
+_sqlite_claims: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]
+_sqlite_claims = weakref.WeakKeyDictionary()
+
+
+async def _claim(
+    now: datetime, lease_until: datetime, skip_endpoints: list[int], limit: int
+) -> list[tuple[int, int]]:
+    connection = get_connection("default")
+    if connection.capabilities.dialect == "postgres":
+        _, rows = await connection.execute_query(
+            _CLAIM_SQL, [now, skip_endpoints, limit, lease_until]
+        )
+        return [(row["id"], row["endpoint_id"]) for row in rows]
+    lock = _sqlite_claims.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+    async with lock:
+        return await _claim_sqlite(now, lease_until, skip_endpoints, limit)
+
+
+async def _claim_sqlite(
+    now: datetime, lease_until: datetime, skip_endpoints: list[int], limit: int
+) -> list[tuple[int, int]]:
+    query = WebhookDelivery.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
+    if skip_endpoints:
+        query = query.exclude(endpoint_id__in=skip_endpoints)
+    due = await query.order_by("next_attempt_at").limit(limit).values_list("id", "endpoint_id")
+    if due:
+        await WebhookDelivery.filter(id__in=[d for d, _ in due]).update(next_attempt_at=lease_until)
+    return [(int(d), int(e)) for d, e in due]
+
+
+async def deliver(
+    delivery_id: int,
+    *,
+    sender: Sender,
+    encryption_key: str,
+    broker: Broker,
+    body_of: BodyOf = event_body,
+) -> Result | None:
+    """Make one attempt at a claimed delivery and record it; None if it is no longer owed."""
+    delivery = await WebhookDelivery.get_or_none(id=delivery_id).prefetch_related(
+        "event", "endpoint"
+    )
+    if delivery is None or delivery.status != DeliveryStatus.PENDING:
+        return None
+    endpoint, event = delivery.endpoint, delivery.event
+    now = utcnow()
+    if endpoint.deleted_at is not None or not (endpoint.enabled or delivery.manual):
+        await WebhookDelivery.filter(id=delivery.id, status=DeliveryStatus.PENDING).update(
+            status=DeliveryStatus.FAILED, next_attempt_at=None, completed_at=now
+        )
+        return Result(Outcome.FAILED, attempted=False)
+    payload = json.dumps(body_of(event), ensure_ascii=False, separators=(",", ":"))
+    try:
+        secrets = signing_secrets(endpoint, key=encryption_key, now=now)
+    except EncryptionError:
+        answer = Answer(None, None, "the endpoint's signing secret cannot be decrypted", 0)
+    else:
+        headers = signed_headers(event.id, payload, secrets, now)
+        answer = await sender.post(endpoint.url, payload.encode(), headers)
+    return await record_attempt(delivery, endpoint, answer, started_at=now, broker=broker)
+
+
+async def oldest_pending_seconds() -> float:
+    """The age of the oldest delivery still owed (0 when none is)."""
+    oldest = (
+        await WebhookDelivery.filter(status=DeliveryStatus.PENDING)
+        .order_by("created_at")
+        .first()
+        .only("created_at")
+    )
+    return max((utcnow() - oldest.created_at).total_seconds(), 0.0) if oldest else 0.0

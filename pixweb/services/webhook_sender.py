@@ -1,0 +1,114 @@
+"""One POST of a merchant webhook: Standard Webhooks signing, the safety checks made at
+delivery time, and what the receiver answered (or what went wrong), never raised.
+
+The URL is checked again when it is called (`netguard.check_url`): a merchant's host could
+have been re-pointed at a private address since it was saved (DNS rebinding). The request
+then goes to the very address that was checked, with the original name in `Host` and in
+TLS's SNI (so the certificate is verified for the name), instead of letting the HTTP client
+resolve the name a second time. Redirects are not followed; at most READ_CAP bytes of the
+answer are read and the first STORED_BYTES kept; the whole exchange is bounded by `timeout`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+import httpx
+from standardwebhooks import Webhook
+
+from pixweb import netguard
+from pixweb.errors import PixwebError
+from pixweb.netguard import UrlPolicy
+
+USER_AGENT = "pixweb-webhooks/1"
+STORED_BYTES = 1024  # of the answer, kept in the delivery log
+READ_CAP = 16 * 1024  # read no further: a receiver cannot make pixweb download a file
+ERROR_CHARS = 500  # WebhookAttempt.error's size
+
+
+def signed_headers(event_id: str, payload: str, secrets: list[str], at: datetime) -> dict[str, str]:
+    """The Standard Webhooks headers for `payload`: one `v1,` signature per secret (the
+    current one and, during a rotation's grace period, the previous one), space-separated."""
+    signatures = " ".join(
+        Webhook(secret).sign(msg_id=event_id, timestamp=at, data=payload) for secret in secrets
+    )
+    return {
+        "webhook-id": event_id,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": signatures,
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        "accept-encoding": "identity",  # the answer's bytes as sent: the cap is on what is read
+    }
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What one attempt came to: a status (and the answer's start), or an error."""
+
+    status_code: int | None
+    body: str | None
+    error: str | None
+    duration_ms: int
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+class Sender:
+    """The HTTP client of the delivery worker (one per worker, pooled keep-alive)."""
+
+    def __init__(self, *, policy: UrlPolicy, timeout: float, max_connections: int = 64) -> None:
+        self.policy, self.timeout = policy, timeout
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout),
+            limits=httpx.Limits(max_connections=max_connections, keepalive_expiry=30),
+            follow_redirects=False,
+            trust_env=False,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def post(self, url: str, payload: bytes, headers: dict[str, str]) -> Answer:
+        """POST `payload` to `url`; every failure becomes the answer's `error`."""
+        started = time.monotonic()
+        status: int | None = None
+        head: bytes = b""
+        error: str | None = None
+        try:
+            async with asyncio.timeout(self.timeout):
+                status, head = await self._exchange(url, payload, headers)
+        except PixwebError as exc:
+            error = f"refused: {exc.detail}"
+        except TimeoutError:
+            error = f"timed out after {self.timeout:g} s"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        duration_ms = round((time.monotonic() - started) * 1000)
+        body = head[:STORED_BYTES].decode("utf-8", "replace") if status is not None else None
+        return Answer(status, body, error[:ERROR_CHARS] if error else None, duration_ms)
+
+    async def _exchange(
+        self, url: str, payload: bytes, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
+        addresses = await netguard.check_url(url, self.policy)
+        request = self._http.build_request("POST", url, content=payload, headers=headers)
+        if addresses:  # connect to what was checked, not to what the name resolves to next
+            # build_request already set `Host` from the name; TLS sends and verifies it too
+            request.extensions["sni_hostname"] = request.url.host
+            request.url = request.url.copy_with(host=str(addresses[0]))
+        response = await self._http.send(request, stream=True)
+        try:
+            head = bytearray()
+            async for chunk in response.aiter_raw():
+                head += chunk
+                if len(head) >= READ_CAP:
+                    break
+            return response.status_code, bytes(head)
+        finally:
+            await response.aclose()
