@@ -40,6 +40,7 @@ from pixweb.api import payments as api_payments
 from pixweb.api import psp as api_psp
 from pixweb.api import received as api_received
 from pixweb.api import refunds as api_refunds
+from pixweb.api import webhook_endpoints as api_webhook_endpoints
 from pixweb.api import webhooks_in as api_webhooks_in
 from pixweb.broker import make_broker
 from pixweb.config import Config, load_config
@@ -142,6 +143,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Quart:
         api_received.blueprint,
         api_refunds.blueprint,
         api_api_keys.blueprint,
+        api_webhook_endpoints.blueprint,
         api_webhooks_in.blueprint,
         web_payments.blueprint,
         web_tools.blueprint,
