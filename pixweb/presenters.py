@@ -17,8 +17,7 @@ from quart import has_request_context, has_websocket_context, request, url_for, 
 from pixweb import money
 from pixweb.config import DEVELOPMENT_PUBLIC_URL, is_loopback_host
 from pixweb.deps import get_config
-from pixweb.models import Merchant, Payment, PaymentStatus
-from pixweb.pix import qr
+from pixweb.models import Merchant, Payment
 from pixweb.services import accounts, ledger, notifications, payments
 from pixweb.services.clock import utcnow
 
@@ -80,7 +79,9 @@ def status_context(payment: Payment, *, sandbox: bool, oob: bool = False) -> dic
     return {
         "payment": payment,
         "status": status,
-        "qr_svg": qr.svg_inline(payment.brcode) if status == PaymentStatus.PENDING else "",
+        # An image the browser keeps (immutable), not an inline <svg>: encoding a QR costs
+        # ~10 ms of CPU, and every payer socket (re)opening is sent this fragment.
+        "qr_url": url_for("api_payments.qr_code", filename=f"{payment.id}.svg"),
         "oob": oob,
         "sandbox": sandbox,
     }

@@ -28,12 +28,17 @@ def png(payload: str, scale: int = 8) -> bytes:
 
 @lru_cache(maxsize=2048)
 def svg(payload: str, scale: int = 8) -> str:
-    """Render the payload as a standalone SVG document."""
+    """Render the payload as a standalone SVG document that scales to any size."""
+    qr = _make(payload)
     buffer = io.BytesIO()
-    _make(payload).save(
+    qr.save(
         buffer, kind="svg", scale=scale, border=_BORDER, xmldecl=False, light="#fff", title=_TITLE
     )
-    return buffer.getvalue().decode()
+    # Keep the size and add the viewBox segno leaves out: an <img> sized by CSS then scales
+    # the code instead of clipping it (a clipped QR loses its corner finders).
+    width, height = qr.symbol_size(scale=scale, border=_BORDER)
+    size = f'width="{width}" height="{height}"'
+    return buffer.getvalue().decode().replace(size, f'{size} viewBox="0 0 {width} {height}"', 1)
 
 
 @lru_cache(maxsize=2048)

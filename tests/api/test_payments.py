@@ -304,6 +304,8 @@ async def test_qr_code_image(client, auth, extension, media_type, marker) -> Non
     assert response.mimetype == media_type
     image = await response.get_data()
     assert marker in image[:200]
+    if extension == "svg":  # sized, and scalable by an <img> (the payer page's) without clipping
+        assert re.search(rb'width="(\d+)" height="\1" viewBox="0 0 \1 \1"', image[:200])
     max_age = re.search(r"max-age=(\d+)", response.headers["Cache-Control"])
     assert max_age and int(max_age.group(1)) >= 86400
     # The UUID is read case-insensitively: the same image, not a 500.

@@ -32,7 +32,8 @@ async def test_page_shows_amount_merchant_qr_code_and_live_wiring(
     assert "R$\u00a01.234,56" in html  # a no-break space: "R$" never wraps alone
     assert "Padaria São João" in html and "Bolo de fubá" in html
     assert payment["brcode"] in html
-    assert "<svg" in html and 'data-status="pending"' in html
+    assert f'<img src="/payments/pix/qr_code/{payment["id"]}.svg"' in html
+    assert 'data-status="pending"' in html
     assert f'ws-connect="/ws/payments/{payment["id"]}"' in html
     assert "/static/vendor/htmx/htmx.min.js" in html and "/static/vendor/htmx/ws.js" in html
     assert "Copiar código" in html and "data-countdown" in html
