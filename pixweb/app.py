@@ -60,6 +60,7 @@ from pixweb.services.delivery import DeliveryWorker, event_body
 from pixweb.services.psp_clients import PspClients
 from pixweb.services.reconcile import ReconcileJob
 from pixweb.services.webhook_sender import Sender
+from pixweb.web import api_keys as web_api_keys
 from pixweb.web import auth as web_auth
 from pixweb.web import charges as web_charges
 from pixweb.web import dashboard as web_dashboard
@@ -152,6 +153,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Quart:
         web_charges.blueprint,
         web_exports.blueprint,
         web_psp.blueprint,
+        web_api_keys.blueprint,
         ws_payments.blueprint,
         ws_dashboard.blueprint,
         ws_bank.blueprint,
