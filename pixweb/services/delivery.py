@@ -90,7 +90,8 @@ class DeliveryWorker:
         self.body_of = body_of
         self.concurrency, self.per_endpoint = concurrency, per_endpoint
         self._slots = asyncio.Semaphore(concurrency)
-        self._busy: Counter[int] = Counter()  # sends in flight (or waiting) per endpoint
+        self._busy: Counter[int] = Counter()  # claimed and not done, per endpoint
+        self._endpoint_slots: dict[int, asyncio.Semaphore] = {}
         self._sending: set[asyncio.Task[Result | None]] = set()
         self._wake = asyncio.Event()
         self.lease = timedelta(seconds=LEASE_TIMEOUTS * sender.timeout)
@@ -127,14 +128,15 @@ class DeliveryWorker:
         free = 2 * self.concurrency - sum(self._busy.values())
         if free <= 0:
             return []
-        full = [e for e, n in self._busy.items() if n >= self.per_endpoint]
+        # An endpoint keeps at most two rounds of sends claimed: none waits past its lease.
+        share = 2 * self.per_endpoint
+        full = [e for e, n in self._busy.items() if n >= share]
         now = utcnow()
         rows = await _claim(now, now + self.lease, full, free)
         kept, extra = [], []
-        taken = Counter(self._busy)
         for delivery_id, endpoint_id in rows:
-            if taken[endpoint_id] < self.per_endpoint:
-                taken[endpoint_id] += 1
+            if self._busy[endpoint_id] < share:
+                self._busy[endpoint_id] += 1
                 kept.append((delivery_id, endpoint_id))
             else:
                 extra.append(delivery_id)
@@ -159,7 +161,8 @@ class DeliveryWorker:
 
     def _sent(self, task: asyncio.Task[Any]) -> None:
         self._sending.discard(task)
-        self._wake.set()  # a slot is free: claim again without waiting for the poll
+        if sum(self._busy.values()) <= self.concurrency:  # half the budget is free: claim
+            self._wake.set()
 
     async def _listen(self) -> None:
         while True:
@@ -174,9 +177,11 @@ class DeliveryWorker:
             await asyncio.sleep(POLL_SECONDS)
 
     async def _send_one(self, delivery_id: int, endpoint_id: int) -> Result | None:
-        self._busy[endpoint_id] += 1
+        endpoint_slots = self._endpoint_slots.setdefault(
+            endpoint_id, asyncio.Semaphore(self.per_endpoint)
+        )
         try:
-            async with self._slots:
+            async with endpoint_slots, self._slots:  # the endpoint's turn first, then a slot
                 result = await deliver(
                     delivery_id,
                     sender=self.sender,
@@ -190,7 +195,7 @@ class DeliveryWorker:
         finally:
             self._busy[endpoint_id] -= 1
             if not self._busy[endpoint_id]:
-                del self._busy[endpoint_id]
+                del self._busy[endpoint_id], self._endpoint_slots[endpoint_id]
         if self.metrics is not None and result is not None:
             self.metrics.webhook_sent(result)
         return result
@@ -243,9 +248,7 @@ async def deliver(
     body_of: BodyOf = event_body,
 ) -> Result | None:
     """Make one attempt at a claimed delivery and record it; None if it is no longer owed."""
-    delivery = await WebhookDelivery.get_or_none(id=delivery_id).prefetch_related(
-        "event", "endpoint"
-    )
+    delivery = await WebhookDelivery.get_or_none(id=delivery_id).select_related("event", "endpoint")
     if delivery is None or delivery.status != DeliveryStatus.PENDING:
         return None
     endpoint, event = delivery.endpoint, delivery.event

@@ -81,9 +81,8 @@ async def record_attempt(
         )
         if answer.ok:
             outcome = Outcome.SUCCEEDED
-            await WebhookEndpoint.filter(id=endpoint.id, failing_since__isnull=False).update(
-                failing_since=None
-            )
+            if endpoint.failing_since is not None:  # as read before the attempt
+                await WebhookEndpoint.filter(id=endpoint.id).update(failing_since=None)
         elif answer.status_code == 410:
             outcome = Outcome.FAILED
             reason = "o endereço respondeu 410 Gone"
