@@ -165,11 +165,10 @@ async def _page(merchant: Merchant, payment: Payment, *, cancel_error: str | Non
         "waiting": [],
     }
     if status in REFUNDABLE:
-        context["refund"] = {
-            **await _refund_context(merchant, payment),
-            "form": {"key": secrets.token_hex(16)},
-            "errors": {},
-        }
+        refund = await _refund_context(merchant, payment)
+        # All of it asked back already (still in process at the PSP): nothing left to offer.
+        if refund["left_cents"] > 0:
+            context["refund"] = {**refund, "form": {"key": secrets.token_hex(16)}, "errors": {}}
     if status in (PaymentStatus.PENDING, PaymentStatus.EXPIRED):
         query = ReceivedPix.filter(merchant_id=merchant.id).exclude(outcome=PixOutcome.MATCHED)
         context["waiting"] = [
@@ -189,6 +188,20 @@ async def charge_page(payment_id: UUID) -> str | WerkzeugResponse:
         return redirect(url_for("web_auth.login_page"))
     payment = await payments.get_payment(payment_id, merchant_id=merchant.id)
     return await _page(merchant, payment)
+
+
+@blueprint.get("/dashboard/charges/<uuid:payment_id>/timeline")
+@hide
+async def charge_timeline(payment_id: UUID) -> str:
+    """The timeline again, with the status beside the title: the page asks for it while a
+    refund is in process at the PSP. Polling a page the merchant has open while a PSP
+    settles a refund (seconds) costs less than a socket kind of its own for it."""
+    merchant = await _merchant()
+    payment = await payments.get_payment(payment_id, merchant_id=merchant.id)
+    context = {"payment": payment, "status": payment.status_at(utcnow()), "oob": True}
+    events = await timeline(payment, merchant.id)
+    html = await render_template("partials/charge_timeline.html", events=events, **context)
+    return html + await render_template("partials/charge_status.html", **context)
 
 
 def _back(payment_id: UUID) -> WerkzeugResponse:
