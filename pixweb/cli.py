@@ -290,6 +290,47 @@ async def _reconcile(config: Config, email: str | None, since: datetime | None) 
     return [(run, emails.get(run.merchant_id, f"merchant {run.merchant_id}")) for run in runs]
 
 
+@main.group("webhooks")
+def webhooks_group() -> None:
+    """Merchant webhooks."""
+
+
+@webhooks_group.command("deliver")
+def webhooks_deliver() -> None:
+    """Send every merchant-webhook delivery due now (one pass, as each server process's
+    worker does continuously); exit 1 when some delivery failed for good."""
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    outcomes = _with_database(lambda: _deliver(config))
+    summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items()))
+    click.echo(f"webhook deliveries: {summary or 'none due'}")
+    sys.exit(1 if outcomes.get("failed") else 0)
+
+
+async def _deliver(config: Config) -> dict[str, int]:
+    from pixweb import presenters
+    from pixweb.broker import make_broker
+    from pixweb.netguard import UrlPolicy
+    from pixweb.services.delivery import DeliveryWorker, event_body
+    from pixweb.services.webhook_sender import Sender
+
+    policy = UrlPolicy(require_https=config.production, allow_private=config.allow_private_urls)
+    broker = make_broker(config.broker_url)  # Redis: the dashboards hear of each attempt
+    worker = DeliveryWorker(
+        sender=Sender(policy=policy, timeout=config.webhook_timeout_seconds),
+        encryption_key=config.encryption_key,
+        broker=broker,
+        body_of=getattr(presenters, "webhook_body", event_body),
+    )
+    try:
+        return dict(await worker.run_once())
+    finally:
+        await worker.sender.aclose()
+        await broker.close()
+
+
 @main.group("brcode")
 def brcode_group() -> None:
     """Inspect BR Codes (Pix Copia e Cola)."""
