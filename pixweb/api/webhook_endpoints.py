@@ -19,7 +19,7 @@ from quart_schema import tag, validate_querystring, validate_request, validate_r
 from pixweb.api.openapi import errors
 from pixweb.api.security import bearer_required
 from pixweb.api.types import INTEGER, TEXT
-from pixweb.deps import current_merchant, get_broker, get_config
+from pixweb.deps import current_merchant, get_broker, get_config, requires_scope
 from pixweb.models import DeliveryStatus, WebhookEndpoint
 from pixweb.netguard import UrlPolicy
 from pixweb.services import webhook_endpoints as endpoints
@@ -181,6 +181,7 @@ def _settings() -> tuple[str, UrlPolicy]:
 @blueprint.post("/webhook-endpoints")
 @tag(["webhooks"])
 @bearer_required
+@requires_scope("webhooks:manage")
 @errors(422)
 @validate_request(EndpointIn)
 @validate_response(EndpointWithSecret, 201)
@@ -203,6 +204,7 @@ async def create_webhook_endpoint(data: EndpointIn) -> tuple[EndpointWithSecret,
 @blueprint.get("/webhook-endpoints")
 @tag(["webhooks"])
 @bearer_required
+@requires_scope("webhooks:manage")
 @validate_response(EndpointList)
 async def list_webhook_endpoints() -> EndpointList:
     """List your endpoints, oldest first (never a secret)."""
@@ -215,6 +217,7 @@ async def list_webhook_endpoints() -> EndpointList:
 @blueprint.get("/webhook-endpoints/<int:endpoint_id>")
 @tag(["webhooks"])
 @bearer_required
+@requires_scope("webhooks:manage")
 @validate_response(EndpointOut)
 async def get_webhook_endpoint(endpoint_id: int) -> EndpointOut:
     """One of your endpoints."""
@@ -225,6 +228,7 @@ async def get_webhook_endpoint(endpoint_id: int) -> EndpointOut:
 @blueprint.patch("/webhook-endpoints/<int:endpoint_id>")
 @tag(["webhooks"])
 @bearer_required
+@requires_scope("webhooks:manage")
 @errors(422)
 @validate_request(EndpointPatch)
 @validate_response(EndpointOut)
@@ -239,6 +243,7 @@ async def update_webhook_endpoint(endpoint_id: int, data: EndpointPatch) -> Endp
 @blueprint.delete("/webhook-endpoints/<int:endpoint_id>")
 @tag(["webhooks"])
 @bearer_required
+@requires_scope("webhooks:manage")
 async def delete_webhook_endpoint(endpoint_id: int) -> tuple[str, int]:
     """Delete an endpoint: nothing more is sent to it (what was pending fails)."""
     merchant = await current_merchant()
@@ -249,6 +254,7 @@ async def delete_webhook_endpoint(endpoint_id: int) -> tuple[str, int]:
 @blueprint.post("/webhook-endpoints/<int:endpoint_id>/rotate-secret")
 @tag(["webhooks"])
 @bearer_required
+@requires_scope("webhooks:manage")
 @validate_request(RotateIn)
 @validate_response(EndpointWithSecret)
 async def rotate_webhook_secret(endpoint_id: int, data: RotateIn) -> EndpointWithSecret:
@@ -265,6 +271,7 @@ async def rotate_webhook_secret(endpoint_id: int, data: RotateIn) -> EndpointWit
 @blueprint.post("/webhook-endpoints/<int:endpoint_id>/test")
 @tag(["webhooks"])
 @bearer_required
+@requires_scope("webhooks:manage")
 @errors(409)
 @validate_response(DeliveryOut, 201)
 async def test_webhook_endpoint(endpoint_id: int) -> tuple[DeliveryOut, int]:
@@ -277,6 +284,7 @@ async def test_webhook_endpoint(endpoint_id: int) -> tuple[DeliveryOut, int]:
 @blueprint.get("/webhook-endpoints/<int:endpoint_id>/deliveries")
 @tag(["webhooks"])
 @bearer_required
+@requires_scope("webhooks:manage")
 @validate_querystring(DeliveryQuery)
 @validate_response(DeliveryList)
 async def list_webhook_deliveries(endpoint_id: int, query_args: DeliveryQuery) -> DeliveryList:
@@ -291,6 +299,7 @@ async def list_webhook_deliveries(endpoint_id: int, query_args: DeliveryQuery) -
 @blueprint.post("/webhook-endpoints/<int:endpoint_id>/deliveries/<bigint:delivery_id>/resend")
 @tag(["webhooks"])
 @bearer_required
+@requires_scope("webhooks:manage")
 @errors(409)
 @validate_response(DeliveryOut, 201)
 async def resend_webhook_delivery(endpoint_id: int, delivery_id: int) -> tuple[DeliveryOut, int]:
