@@ -311,6 +311,7 @@ def webhooks_deliver() -> None:
 
 async def _deliver(config: Config) -> dict[str, int]:
     from pixweb import presenters
+    from pixweb.app import create_app
     from pixweb.broker import make_broker
     from pixweb.netguard import UrlPolicy
     from pixweb.services.delivery import DeliveryWorker, event_body
@@ -325,7 +326,9 @@ async def _deliver(config: Config) -> dict[str, int]:
         body_of=getattr(presenters, "webhook_body", event_body),
     )
     try:
-        return dict(await worker.run_once())
+        # The bodies' links are built from the app's URL map, as the server's worker does.
+        async with create_app().app_context():
+            return dict(await worker.run_once())
     finally:
         await worker.sender.aclose()
         await broker.close()
