@@ -4,6 +4,7 @@ answer cap and the private-address refusal. Time moves by setting `next_attempt_
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -31,7 +32,7 @@ from pixweb.models import (
 from pixweb.netguard import UrlPolicy
 from pixweb.services import outbox as webhook_outbox
 from pixweb.services.clock import utcnow
-from pixweb.services.delivery import DeliveryWorker
+from pixweb.services.delivery import PER_ENDPOINT, DeliveryWorker
 from pixweb.services.delivery_outcome import SCHEDULE
 from pixweb.services.events import Outbox, account_channel
 from pixweb.services.webhook_secrets import encrypt_secret, new_secret
@@ -354,3 +355,30 @@ async def test_body_is_compact_json(
     [got] = receiver.requests
     assert json.loads(got.body)["data"] == {"descricao": "ação"}
     assert "ação".encode() in got.body
+
+
+async def test_a_slow_endpoint_does_not_hold_the_others(
+    app: Quart, config: Config, merchant: Merchant, make_worker: Any
+) -> None:
+    async with Receiver().serving() as slow, Receiver().serving() as fast:
+        slow.default = (200, b"", 3.0, {})
+        slow_endpoint, _ = await make_endpoint(merchant, config, slow.url)
+        fast_endpoint, _ = await make_endpoint(merchant, config, fast.url)
+        for n in range(12):
+            await emit(merchant, {"n": n})
+        worker = make_worker(timeout=5.0)
+        worker.start()
+        try:
+            async with asyncio.timeout(10):
+                while await WebhookDelivery.filter(  # noqa: ASYNC110 (the worker's rows)
+                    endpoint_id=fast_endpoint.id, status=DeliveryStatus.PENDING
+                ).exists():
+                    await asyncio.sleep(0.02)
+            slow_done = await WebhookDelivery.filter(
+                endpoint_id=slow_endpoint.id, status=DeliveryStatus.SUCCEEDED
+            ).count()
+            in_flight = len(slow.requests)
+        finally:
+            await worker.stop()
+    assert len(fast.requests) == 12 and slow_done == 0  # all 12 before the slow one's first
+    assert in_flight == PER_ENDPOINT  # the slow endpoint holds its share of slots, no more
