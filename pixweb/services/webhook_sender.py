@@ -90,8 +90,10 @@ class Sender:
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         duration_ms = round((time.monotonic() - started) * 1000)
-        body = head[:STORED_BYTES].decode("utf-8", "replace") if status is not None else None
-        return Answer(status, body, error[:ERROR_CHARS] if error else None, duration_ms)
+        body = _text(head[:STORED_BYTES]) if status is not None else None
+        return Answer(
+            status, body, _text(error.encode())[:ERROR_CHARS] if error else None, duration_ms
+        )
 
     async def _exchange(
         self, url: str, payload: bytes, headers: dict[str, str]
@@ -112,3 +114,9 @@ class Sender:
             return response.status_code, bytes(head)
         finally:
             await response.aclose()
+
+
+def _text(raw: bytes) -> str:
+    """What a receiver sent, storable as text: invalid UTF-8 and NUL (which PostgreSQL's text
+    refuses) become U+FFFD."""
+    return raw.decode("utf-8", "replace").replace("\x00", "\ufffd")

@@ -382,3 +382,14 @@ async def test_a_slow_endpoint_does_not_hold_the_others(
             await worker.stop()
     assert len(fast.requests) == 12 and slow_done == 0  # all 12 before the slow one's first
     assert in_flight == PER_ENDPOINT  # the slow endpoint holds its share of slots, no more
+
+
+async def test_an_answer_that_is_not_text_is_kept_readable(
+    app: Quart, config: Config, merchant: Merchant, receiver: Receiver, make_worker: Any
+) -> None:
+    await make_endpoint(merchant, config, receiver.url)
+    receiver.script((500, b"\x00\xff nul \x00", 0.0, {}))
+    await emit(merchant)
+    assert await make_worker().run_once() == {"retrying": 1}
+    [attempt] = await WebhookAttempt.all()
+    assert attempt.response_body == "\ufffd\ufffd nul \ufffd"
