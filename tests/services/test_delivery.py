@@ -11,6 +11,7 @@ import hmac
 import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from quart import Quart
 from standardwebhooks import Webhook
 from tortoise.transactions import in_transaction
 
-from pixweb.config import Config
+from pixweb.config import Config, ConfigError, load_config
 from pixweb.deps import BROKER_KEY
 from pixweb.models import (
     DeliveryStatus,
@@ -393,3 +394,16 @@ async def test_an_answer_that_is_not_text_is_kept_readable(
     assert await make_worker().run_once() == {"retrying": 1}
     [attempt] = await WebhookAttempt.all()
     assert attempt.response_body == "\ufffd\ufffd nul \ufffd"
+
+
+def test_delivery_settings(tmp_path: Path) -> None:
+    assert load_config({"instance_path": str(tmp_path)}, environ={}).deliver_webhooks is True
+    testing = load_config({"testing": True}, environ={})
+    assert (testing.deliver_webhooks, testing.webhook_timeout_seconds) == (False, 10.0)
+    environ = {"PIXWEB_DELIVER_WEBHOOKS": "1", "PIXWEB_WEBHOOK_TIMEOUT_SECONDS": "2.5"}
+    asked = load_config({"testing": True}, environ=environ)
+    assert (asked.deliver_webhooks, asked.webhook_timeout_seconds) == (True, 2.5)
+    for wrong in ("0", "61", "dez"):
+        environ = {"PIXWEB_WEBHOOK_TIMEOUT_SECONDS": wrong}
+        with pytest.raises(ConfigError, match="PIXWEB_WEBHOOK_TIMEOUT_SECONDS"):
+            load_config({"testing": True}, environ=environ)
