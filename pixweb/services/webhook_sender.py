@@ -99,11 +99,18 @@ class Sender:
         self, url: str, payload: bytes, headers: dict[str, str]
     ) -> tuple[int, bytes]:
         addresses = await netguard.check_url(url, self.policy)
+        return await self.send_to(url, addresses[0] if addresses else None, payload, headers)
+
+    async def send_to(
+        self, url: str, address: netguard.IPAddress | None, payload: bytes, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
+        """POST over a connection to `address` (None: wherever the name resolves), the name
+        kept in `Host` and in TLS's SNI, where the certificate is verified for it; return the
+        status and at most READ_CAP bytes of the answer."""
         request = self._http.build_request("POST", url, content=payload, headers=headers)
-        if addresses:  # connect to what was checked, not to what the name resolves to next
-            # build_request already set `Host` from the name; TLS sends and verifies it too
+        if address is not None:  # build_request already set `Host` from the name
             request.extensions["sni_hostname"] = request.url.host
-            request.url = request.url.copy_with(host=str(addresses[0]))
+            request.url = request.url.copy_with(host=str(address))
         response = await self._http.send(request, stream=True)
         try:
             head = bytearray()

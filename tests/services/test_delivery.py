@@ -11,6 +11,7 @@ import hmac
 import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
@@ -407,3 +408,17 @@ def test_delivery_settings(tmp_path: Path) -> None:
         environ = {"PIXWEB_WEBHOOK_TIMEOUT_SECONDS": wrong}
         with pytest.raises(ConfigError, match="PIXWEB_WEBHOOK_TIMEOUT_SECONDS"):
             load_config({"testing": True}, environ=environ)
+
+
+async def test_the_checked_address_is_the_one_connected_to(receiver: Receiver) -> None:
+    """A name that no resolver knows reaches the receiver: the connection goes to the address
+    given (the one netguard checked), the name stays in Host."""
+    sender = Sender(policy=UrlPolicy(), timeout=2.0)
+    try:
+        url = f"http://pixweb-rebinding.invalid:{receiver.port}/hooks"
+        status, _ = await sender.send_to(url, ip_address("127.0.0.1"), b"{}", {})
+    finally:
+        await sender.aclose()
+    assert status == 200
+    [got] = receiver.requests
+    assert got.headers["host"] == f"pixweb-rebinding.invalid:{receiver.port}"
