@@ -69,9 +69,11 @@ from pixweb.web import filters
 from pixweb.web import payments as web_payments
 from pixweb.web import psp as web_psp
 from pixweb.web import tools as web_tools
+from pixweb.web import webhooks as web_webhooks
 from pixweb.ws import bank as ws_bank
 from pixweb.ws import dashboard as ws_dashboard
 from pixweb.ws import payments as ws_payments
+from pixweb.ws import webhooks as ws_webhooks
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_BODY_BYTES = 64 * 1024
@@ -153,10 +155,12 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Quart:
         web_charges.blueprint,
         web_exports.blueprint,
         web_psp.blueprint,
+        web_webhooks.blueprint,
         web_api_keys.blueprint,
         ws_payments.blueprint,
         ws_dashboard.blueprint,
         ws_bank.blueprint,
+        ws_webhooks.blueprint,
     )
     app.url_map.converters.update(int=_IdConverter, bigint=_BigIdConverter)
     for blueprint in blueprints:

@@ -84,7 +84,8 @@ class EndpointOut(BaseModel):
     description: str | None
     enabled: bool
     disabled_reason: str | None = Field(
-        description="disabled_by_merchant, or the delivery worker's reason (410 Gone, failing)"
+        description="Why it is disabled, in Portuguese (by the merchant, a 410 Gone, 3 days "
+        "of failures)"
     )
     failing_since: datetime | None = Field(description="First failure of the current streak")
     previous_secret_expires_at: datetime | None = Field(

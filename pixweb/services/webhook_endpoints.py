@@ -40,9 +40,10 @@ URL_MAX = 2000
 DESCRIPTION_MAX = 200
 GRACE_DEFAULT = timedelta(hours=24)
 GRACE_MAX = timedelta(days=7)
-# disabled_reason written here; the delivery worker writes its own ("gone", "failing").
-DISABLED_BY_MERCHANT = "disabled_by_merchant"
-DELETED = "endpoint_deleted"
+# disabled_reason is shown to the merchant as written, in Portuguese as the delivery
+# worker's own ("o endereço respondeu 410 Gone", "falhou por 3 dias seguidos").
+DISABLED_BY_MERCHANT = "desativado pelo lojista"
+DELETED = "endpoint excluído"
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ async def test_patch_changes_fields_and_re_enabling_forgets_failures(
     response = await client.patch(path, json={"enabled": False}, headers=auth)
     body = await response.get_json()
     assert response.status_code == 200, body
-    assert not body["enabled"] and body["disabled_reason"] == "disabled_by_merchant"
+    assert not body["enabled"] and body["disabled_reason"] == "desativado pelo lojista"
     await WebhookEndpoint.filter(id=created["id"]).update(failing_since=utcnow())
     patch = {"enabled": True, "events": ["refund.failed"], "description": None}
     body = await (await client.patch(path, json=patch, headers=auth)).get_json()
