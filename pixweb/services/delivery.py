@@ -92,6 +92,7 @@ class DeliveryWorker:
         self._slots = asyncio.Semaphore(concurrency)
         self._busy: Counter[int] = Counter()  # claimed and not done, per endpoint
         self._endpoint_slots: dict[int, asyncio.Semaphore] = {}
+        self._claimed: set[int] = set()  # claimed by this worker and not done yet
         self._sending: set[asyncio.Task[Result | None]] = set()
         self._wake = asyncio.Event()
         self.lease = timedelta(seconds=LEASE_TIMEOUTS * sender.timeout)
@@ -106,14 +107,23 @@ class DeliveryWorker:
         ]
 
     async def stop(self) -> None:
-        """Stop claiming and cancel the sends in flight (their leases lapse: sent again)."""
+        """Stop claiming, cancel the sends in flight and hand their deliveries back, due now
+        (a restarting server's are sent by the others at once, not when the lease ends)."""
         for task in [*self._tasks, *self._sending]:
             task.cancel()
         for task in [*self._tasks, *self._sending]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        await self.sender.aclose()
+        unfinished, self._claimed = list(self._claimed), set()
+        try:
+            await WebhookDelivery.filter(id__in=unfinished, status=DeliveryStatus.PENDING).update(
+                next_attempt_at=utcnow()
+            )
+        except Exception:  # the lease still brings them back
+            log.warning("could not hand back %d webhook deliveries", len(unfinished))
+        finally:
+            await self.sender.aclose()
 
     async def run_once(self) -> Counter[str]:
         """Send everything due now, waiting for each send (`pixweb webhooks deliver`)."""
@@ -137,6 +147,7 @@ class DeliveryWorker:
         for delivery_id, endpoint_id in rows:
             if self._busy[endpoint_id] < share:
                 self._busy[endpoint_id] += 1
+                self._claimed.add(delivery_id)
                 kept.append((delivery_id, endpoint_id))
             else:
                 extra.append(delivery_id)
@@ -180,6 +191,7 @@ class DeliveryWorker:
         endpoint_slots = self._endpoint_slots.setdefault(
             endpoint_id, asyncio.Semaphore(self.per_endpoint)
         )
+        result: Result | None = None
         try:
             async with endpoint_slots, self._slots:  # the endpoint's turn first, then a slot
                 result = await deliver(
@@ -189,15 +201,18 @@ class DeliveryWorker:
                     broker=self.broker,
                     body_of=self.body_of,
                 )
-        except Exception:
+        except asyncio.CancelledError:
+            raise  # still claimed: `stop` hands it back
+        except Exception:  # a bug of ours: logged, and the lease brings it back
             log.exception("webhook delivery %s failed", delivery_id)
-            return None
+        else:
+            if self.metrics is not None and result is not None:
+                self.metrics.webhook_sent(result)
         finally:
             self._busy[endpoint_id] -= 1
             if not self._busy[endpoint_id]:
                 del self._busy[endpoint_id], self._endpoint_slots[endpoint_id]
-        if self.metrics is not None and result is not None:
-            self.metrics.webhook_sent(result)
+        self._claimed.discard(delivery_id)
         return result
 
     async def _oldest_pending(self) -> None:

@@ -422,3 +422,21 @@ async def test_the_checked_address_is_the_one_connected_to(receiver: Receiver) -
     assert status == 200
     [got] = receiver.requests
     assert got.headers["host"] == f"pixweb-rebinding.invalid:{receiver.port}"
+
+
+async def test_stopping_hands_the_sends_in_flight_back(
+    app: Quart, config: Config, merchant: Merchant, receiver: Receiver, make_worker: Any
+) -> None:
+    await make_endpoint(merchant, config, receiver.url)
+    receiver.default = (200, b"", 5.0, {})
+    event = await emit(merchant)
+    worker = make_worker()
+    worker.start()
+    async with asyncio.timeout(5):
+        await receiver.arrived.wait()
+    leased = await WebhookDelivery.get(event_id=event.id)
+    assert leased.next_attempt_at is not None and leased.next_attempt_at > utcnow()
+    await worker.stop()
+    delivery = await WebhookDelivery.get(event_id=event.id)
+    assert (delivery.status, delivery.attempts) == ("pending", 0)
+    assert delivery.next_attempt_at is not None and delivery.next_attempt_at <= utcnow()
