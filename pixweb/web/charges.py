@@ -1,18 +1,15 @@
 """One charge's page on the dashboard: its code to pass on, its whole story, its actions.
 
 `/dashboard/charges/<id>` shows the amount, status, QR code and copy-paste code, the link
-and WhatsApp share of the payer's page, and a timeline built from the records (created,
-first opened by the payer, each received Pix, paid, refunds and their states, cancelled,
-expired). Its buttons cancel a pending charge, refund a paid one in two steps (a preview
-that moves no money, then a confirmation carrying the preview's one-use key), and attach a
-waiting Pix through the dashboard's own attach route.
+and WhatsApp share of the payer's page, and its story (`timeline.py`). Its buttons cancel a
+pending charge, refund a paid one in two steps (a preview that moves no money, then a
+confirmation carrying the preview's one-use key), and attach a waiting Pix through the
+dashboard's own attach route.
 """
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 from uuid import UUID
@@ -36,29 +33,15 @@ from pixweb.models import (
     RefundStatus,
 )
 from pixweb.presenters import absolute_url
-from pixweb.services import ledger, payments, received, refunds
+from pixweb.services import ledger, payments, refunds
 from pixweb.services.clock import utcnow
+from pixweb.web import timeline
 from pixweb.web.forms import FIELD_MESSAGES, parse_brl
 
 blueprint = Blueprint("web_charges", __name__)
 blueprint.before_request(check_csrf)
 
-REFUND_STATES = {
-    RefundStatus.PROCESSING: "em processamento",
-    RefundStatus.REFUNDED: "devolvida",
-    RefundStatus.FAILED: "não realizada",
-}
 REFUNDABLE = (PaymentStatus.PAID, PaymentStatus.PARTIALLY_REFUNDED)
-
-
-@dataclass(frozen=True)
-class Event:
-    """One line of the timeline."""
-
-    at: datetime | None
-    kind: str  # created, viewed, pix, paid, refund <status>, cancelled, expired
-    title: str
-    details: tuple[str, ...] = ()
 
 
 async def _merchant() -> Merchant:
@@ -73,63 +56,6 @@ def _share(payment: Payment) -> dict[str, str]:
     about = f" ({payment.description})" if payment.description else ""
     message = f"Pague {money.format_brl(payment.amount_cents)}{about} com Pix: {link}"
     return {"link": link, "whatsapp": "https://wa.me/?text=" + quote(message, safe="")}
-
-
-def _is_e2eid(key: str) -> bool:
-    """A Pix's own end_to_end_id (a seed confirmation is keyed by its txid: not one)."""
-    return not key.startswith(received.TXID_KEY)
-
-
-def _pix_event(record: ReceivedPix) -> Event:
-    matched = record.outcome == PixOutcome.MATCHED
-    outcome = "pagou esta cobrança" if matched else dashboard_view.outcome_label(record)
-    details = (
-        f"Pagador: {record.payer_name or 'não informado'}",
-        *([f"Documento: {record.payer_document}"] if record.payer_document else []),
-        *([f"E2EID: {record.end_to_end_id}"] if _is_e2eid(record.end_to_end_id) else []),
-        f"Resultado: {outcome}",
-    )
-    return Event(
-        record.paid_at, "pix", f"Pix recebido: {money.format_brl(record.amount_cents)}", details
-    )
-
-
-def _refund_event(refund: Refund) -> Event:
-    state = REFUND_STATES.get(refund.status, str(refund.status))
-    details = [f"Situação: {state}"]
-    if refund.kind == "external":
-        details.append("Feita pelo app do banco")
-    if refund.end_to_end_id and _is_e2eid(refund.end_to_end_id):
-        details.append(f"E2EID: {refund.end_to_end_id}")
-    if refund.reason:
-        details.append(f"Motivo: {refund.reason}")
-    if refund.description:
-        details.append(f"Descrição: {refund.description}")
-    title = f"Devolução de {money.format_brl(refund.amount_cents)}"
-    return Event(refund.requested_at, f"refund {refund.status}", title, tuple(details))
-
-
-async def timeline(payment: Payment, merchant_id: int) -> list[Event]:
-    """The charge's story from its records, oldest first."""
-    now = utcnow()
-    events = [Event(payment.created_at, "created", "Cobrança criada")]
-    if payment.first_viewed_at is not None:
-        events.append(Event(payment.first_viewed_at, "viewed", "Pagador abriu a página"))
-    query = ReceivedPix.filter(merchant_id=merchant_id, payment_id=payment.id)
-    events += [_pix_event(record) for record in await query.order_by("paid_at", "id")]
-    if payment.paid_at is not None:
-        events.append(Event(payment.paid_at, "paid", "Paga"))
-    events += [_refund_event(r) for r in await refunds.list_for_payment(merchant_id, payment.id)]
-    status = payment.status_at(now)
-    if status == PaymentStatus.EXPIRED:
-        events.append(Event(payment.expires_at, "expired", "Expirada", ("Venceu sem pagamento",)))
-    if status == PaymentStatus.CANCELLED and payment.cancelled_at is not None:
-        events.append(Event(payment.cancelled_at, "cancelled", "Cancelada"))
-    ordered = sorted(events, key=lambda event: event.at or now)
-    if status == PaymentStatus.CANCELLED and payment.cancelled_at is None:
-        # Cancelled before its time was kept: it closes the story, without a time.
-        ordered.append(Event(None, "cancelled", "Cancelada"))
-    return ordered
 
 
 async def _paid_from_balance(payment: Payment) -> bool:
@@ -159,7 +85,7 @@ async def _page(merchant: Merchant, payment: Payment, *, cancel_error: str | Non
         "payment": payment,
         "status": status,
         "share": _share(payment),
-        "events": await timeline(payment, merchant.id),
+        "events": await timeline.build(payment, merchant.id),
         "cancel_error": cancel_error,
         "refund": None,
         "waiting": [],
@@ -199,7 +125,7 @@ async def charge_timeline(payment_id: UUID) -> str:
     merchant = await _merchant()
     payment = await payments.get_payment(payment_id, merchant_id=merchant.id)
     context = {"payment": payment, "status": payment.status_at(utcnow()), "oob": True}
-    events = await timeline(payment, merchant.id)
+    events = await timeline.build(payment, merchant.id)
     html = await render_template("partials/charge_timeline.html", events=events, **context)
     return html + await render_template("partials/charge_status.html", **context)
 
