@@ -56,6 +56,11 @@ def http_client(base_url: str, concurrency: int) -> httpx.AsyncClient:
 
 async def merchant_token(client: httpx.AsyncClient) -> str:
     """Register a fresh merchant and log it in: its bearer token."""
+    return (await merchant(client))[0]
+
+
+async def merchant(client: httpx.AsyncClient) -> tuple[str, str]:
+    """Register a fresh merchant and log it in: its bearer token and Pix key (its e-mail)."""
     email = f"bench-{uuid.uuid4().hex[:10]}@loja.example"
     merchant = {
         "name": "Loja Benchmark",
@@ -68,7 +73,7 @@ async def merchant_token(client: httpx.AsyncClient) -> str:
     answer.raise_for_status()
     answer = await client.post("/auth/login", json={"email": email, "password": PASSWORD})
     answer.raise_for_status()
-    return str(answer.json()["access_token"])
+    return str(answer.json()["access_token"]), email
 
 
 PAYMENT_BODY = {"value": "25.90", "description": "Pedido benchmark"}

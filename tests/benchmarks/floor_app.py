@@ -6,9 +6,9 @@ permessage-deflate declined, the same garbage-collector settings, sends without 
 scenarios call, with nothing behind it (no database, broker, auth, validation or logs):
 - `GET /healthz` and `POST /payments/pix` answer a small JSON body;
 - `/ws/payments/<id>` sends a pending status, then waits;
-- `POST /payments/pix/confirmation` (whatever its body) wakes the sockets of `/ws/payments/crowd`
-  and each sends a paid status: the plainest fan-out a Quart app can do (one handler task
-  per socket, one send each).
+- `POST /payments/pix/confirmation?id=X` wakes the sockets of `/ws/payments/X` (no `id`:
+  those of `/ws/payments/crowd`) and each sends a paid status: the plainest push on POST and
+  fan-out a Quart app can do (one handler task per socket, one send each).
 Where pixweb misses a target that this app misses too, the stack is what stands in the way.
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 import uvloop
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
-from quart import Quart, websocket
+from quart import Quart, request, websocket
 
 from pixweb.serving import MAX_WS_MESSAGE, decline_websocket_compression, tune_garbage_collector
 from pixweb.ws.common import unyielding_send
@@ -45,7 +45,7 @@ def create_app() -> Quart:
 
     @app.post("/payments/pix/confirmation")
     async def confirm() -> dict[str, Any]:
-        paid["crowd"].set()
+        paid[request.args.get("id", "crowd")].set()
         return {"status": "paid"}
 
     @app.websocket("/ws/payments/<payment_id>")

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 from tests.benchmarks.servers import CLOCK_TICKS, Server
 
@@ -30,12 +31,17 @@ def client_cpu_seconds() -> float:
     return times.user + times.system
 
 
+class Process(Protocol):
+    def cpu_seconds(self) -> float: ...
+
+
 @dataclass
 class CpuShare:
     seconds: float
     server: float  # CPU seconds
     client: float
     other: float
+    psp: float | None = None  # the lean PSP's, when it served during the phase
 
     def per_request_ms(self, requests: int) -> tuple[float, float]:
         return self.server / requests * 1000, self.client / requests * 1000
@@ -44,8 +50,9 @@ class CpuShare:
         def pct(cpu: float) -> str:
             return f"{cpu / self.seconds * 100:.0f}%" if self.seconds else "?"
 
+        psp = f", lean PSP {pct(self.psp)}" if self.psp is not None else ""
         return (
-            f"CPU (100% = 1 core): server {pct(self.server)}, client {pct(self.client)}, "
+            f"CPU (100% = 1 core): server {pct(self.server)}, client {pct(self.client)}{psp}, "
             f"other processes {pct(self.other)}"
         )
 
@@ -53,8 +60,10 @@ class CpuShare:
 class CpuMeter:
     """Start at construction, `stop()` for the share of each party."""
 
-    def __init__(self, server: Server | None) -> None:
+    def __init__(self, server: Server | None, psp: Process | None = None) -> None:
         self.server = server
+        self.psp = psp
+        self.psp_cpu = psp.cpu_seconds() if psp else 0.0
         self.started = time.perf_counter()
         self.machine = machine_busy_seconds()
         self.client = client_cpu_seconds()
@@ -65,7 +74,9 @@ class CpuMeter:
         machine = machine_busy_seconds() - self.machine
         client = client_cpu_seconds() - self.client
         server = (self.server.cpu_seconds() - self.server_cpu) if self.server else 0.0
-        return CpuShare(seconds, server, client, max(machine - client - server, 0.0))
+        psp = (self.psp.cpu_seconds() - self.psp_cpu) if self.psp else None
+        other = max(machine - client - server - (psp or 0.0), 0.0)
+        return CpuShare(seconds, server, client, other, psp)
 
 
 def cpu_model() -> str:

@@ -10,11 +10,18 @@ from tests.benchmarks.measure import CpuShare, machine_header
 
 @dataclass
 class Row:
+    """One line of the table: an issue-13 target (or a diagnostic beside one).
+
+    `measured` is pixweb's number; `floor` the same measure on floor_app.py (or another
+    reference the target names) and `ratio` pixweb's over it, when the target is a ratio."""
+
     scenario: str
     measured: str
     target: str = ""
     ok: bool | None = None
     notes: str = ""
+    floor: str = ""
+    ratio: str = ""
 
     @property
     def verdict(self) -> str:
@@ -56,11 +63,12 @@ def skipped(scenario: str, why: str) -> Row:
 
 def table(rows: list[Row]) -> str:
     lines = [
-        "| scenario | measured | target | ✓/✗ | notes |",
-        "|---|---|---|:-:|---|",
+        "| scenario | pixweb | floor / reference | ratio | target | ✓/✗ | notes |",
+        "|---|---|---|---|---|:-:|---|",
     ]
     for row in rows:
-        cells = [row.scenario, row.measured, row.target, row.verdict, row.notes]
+        cells = [row.scenario, row.measured, row.floor, row.ratio, row.target, row.verdict]
+        cells.append(row.notes)
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)
 
@@ -75,8 +83,11 @@ def document(rows: list[Row], *, wall_seconds: float, notes: list[str]) -> str:
         "client for the loads and the bank's confirmations, httpx for set-up, websockets for "
         "the sockets) runs on the same 2 cores as the server and competes with it for CPU; "
         "the notes give each party's CPU share (100% = one core), other processes included",
-        "- rows marked *floor* run the same load against floor_app.py: Quart on hypercorn, "
-        "served as pixweb serves, with nothing of pixweb behind it",
+        "- the *floor* column is the same load against floor_app.py, run in the same run: Quart "
+        "on hypercorn, served as pixweb serves, with nothing of pixweb behind it; *ratio* is "
+        "pixweb's over it (time: lower is better; throughput: pixweb/floor, higher is better)",
+        "- the lean PSP (lean_psp.py: mTLS, answers from memory, its own process) answers the "
+        "PSP calls: `PUT /cob`, OAuth, `GET /pix/{e2eid}` read-backs, `GET /pix` pages",
         *[f"- {note}" for note in notes],
         "",
         table(rows),

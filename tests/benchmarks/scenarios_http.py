@@ -1,32 +1,27 @@
-"""Scenarios over plain HTTP: create-payment throughput (1), QR images (5), workers (6)."""
+"""Scenarios over plain HTTP: create a charge (4), one and two workers (9)."""
 
 from __future__ import annotations
 
 import json
-import secrets
-import statistics
-import string
-import time
+import os
 from contextlib import nullcontext
 from typing import Any
-
-import httpx
 
 from tests.benchmarks.client import (
     PAYMENT_BODY,
     LoadResult,
-    create_payment,
     http_client,
     merchant_token,
 )
 from tests.benchmarks.context import Context
 from tests.benchmarks.loadgen import load, raw_request
 from tests.benchmarks.measure import CpuMeter, CpuShare
+from tests.benchmarks.psp import LeanPsp
 from tests.benchmarks.report import Row, http_row, skipped
 from tests.benchmarks.servers import Server, TempPostgres, redis_available
 
-TARGET_RATE = 1000.0
-TARGET_QR_SPEEDUP = 10.0
+TARGET_STATIC_SHARE, TARGET_PSP_SHARE = 1 / 3, 1 / 4
+TARGET_WORKERS_SPEEDUP = 1.6
 CONCURRENCY = 32
 
 
@@ -42,11 +37,16 @@ def _healthz_call(server: Server) -> dict[str, Any]:
 
 
 async def measured(
-    ctx: Context, server: Server, call: dict[str, Any], concurrency: int, phase: str | None
+    ctx: Context,
+    server: Server,
+    call: dict[str, Any],
+    concurrency: int,
+    phase: str | None,
+    psp: LeanPsp | None = None,
 ) -> tuple[LoadResult, CpuShare]:
     """Warm up, then one bounded load run with its CPU shares (profiled when asked)."""
     await load(server.url, requests=ctx.sizes.warmup, concurrency=concurrency, **call)
-    meter = CpuMeter(server)
+    meter = CpuMeter(server, psp)
     profiled = ctx.profiler.phase(phase, server.worker_pids()) if phase else nullcontext()
     with profiled:
         result = await load(
@@ -55,134 +55,97 @@ async def measured(
     return result, meter.stop()
 
 
-async def throughput_and_qr(ctx: Context) -> tuple[list[Row], list[Row], Row]:
-    """Scenario 1 and the server side of 5 on one SQLite + memory-broker worker.
+async def create(ctx: Context) -> tuple[list[Row], Row]:
+    """Scenario 4 on one SQLite + memory-broker worker: a static charge (no PSP), then a
+    merchant connected to the lean PSP (each create is a `PUT /cob` over keep-alive mTLS).
 
-    Returns (rows of 1, rows of 5, the c=32 create row again for scenario 6).
-    """
+    Returns the rows of 4 and the static c=32 row again for scenario 9."""
     rows: list[Row] = []
-    with Server(ctx.workdir, "sqlite-memory") as server:
+    floor = ctx.floor.get("create")
+    with LeanPsp(ctx.workdir) as psp, Server(ctx.workdir, "sqlite-memory") as server:
         async with http_client(server.url, 1) as http:
-            token = await merchant_token(http)
-        for concurrency in (1, CONCURRENCY):
-            phase = "create-payment c=32" if concurrency == CONCURRENCY else None
+            static_token = await merchant_token(http)
+            psp_token = await merchant_token(http)
+            await psp.connect(http, psp_token)
+        for token, label, share_target in (
+            (static_token, "static BR Code (no PSP)", TARGET_STATIC_SHARE),
+            (psp_token, "at the lean PSP (PUT /cob over mTLS)", TARGET_PSP_SHARE),
+        ):
+            phase = f"create-payment c=32, {label}"
             result, share = await measured(
-                ctx, server, _create_call(server, token), concurrency, phase
+                ctx, server, _create_call(server, token), CONCURRENCY, phase, psp
             )
-            target = TARGET_RATE if concurrency == CONCURRENCY else None
-            rows.append(
-                http_row(f"1. create-payment, c={concurrency}", result, share, target_rate=target)
-            )
-            phase = "healthz c=32" if concurrency == CONCURRENCY else None
-            result, share = await measured(ctx, server, _healthz_call(server), concurrency, phase)
-            ceiling = "the same server and client: the most this setup can do"
-            scenario = f"1. /healthz (ceiling), c={concurrency}"
-            rows.append(http_row(scenario, result, share, extra=ceiling))
-        async with http_client(server.url, 1) as http:
-            qr_rows = [await _qr_over_http(ctx, http, token)]
-    same = rows[2]
+            row = http_row(f"4. create a charge, c={CONCURRENCY}, {label}", result, share)
+            ratio = result.rate / floor if floor else None
+            row.floor = f"{floor:,.0f} req/s (a constant answer)" if floor else "not measured"
+            row.ratio = f"{ratio:.2f}×" if ratio else ""
+            row.target = f"≥ 1/{round(1 / share_target)} of the floor ({share_target:.2f}×)"
+            row.ok = (ratio >= share_target and not result.errors) if ratio else None
+            rows.append(row)
     again = Row(
-        "6. 1 worker, SQLite + memory broker, c=32",
-        same.measured,
-        notes="the run of scenario 1 (create-payment, c=32); " + same.notes,
+        "9. 1 worker, SQLite + memory broker, c=32",
+        rows[0].measured,
+        notes="scenario 4's static run, for comparison; " + rows[0].notes,
     )
-    return rows, qr_rows, again
-
-
-async def _qr_over_http(ctx: Context, http: httpx.AsyncClient, token: str) -> Row:
-    first, second = [], []
-    for _ in range(ctx.sizes.qr_fresh):
-        payment = await create_payment(http, token)
-        path = f"/payments/pix/qr_code/{payment['id']}.png"
-        for samples in (first, second):
-            started = time.perf_counter()
-            answer = await http.get(path)
-            samples.append(time.perf_counter() - started)
-            if answer.status_code != 200 or not answer.content.startswith(b"\x89PNG"):
-                raise RuntimeError(f"QR GET: {answer.status_code}")
-    first_ms, second_ms = statistics.median(first) * 1000, statistics.median(second) * 1000
-    speedup = first_ms / second_ms
-    return Row(
-        "5. QR PNG over HTTP: first GET vs second GET of a fresh payment",
-        f"first p50 {first_ms:.2f} ms, second p50 {second_ms:.2f} ms: {speedup:.1f}× faster",
-        target=f"cached ≥ {TARGET_QR_SPEEDUP:.0f}× faster",
-        ok=speedup >= TARGET_QR_SPEEDUP,
-        notes=f"{ctx.sizes.qr_fresh} payments, c=1; both GETs also pay for the HTTP request and "
-        "the payment's database lookup",
-    )
-
-
-def qr_in_process(ctx: Context) -> Row:
-    """Scenario 5 in-process: pixweb.pix.qr.png, first call vs cached call."""
-    from pixweb.pix import brcode, qr
-
-    alphabet = string.ascii_letters + string.digits
-    payloads = [
-        brcode.build(
-            key="caixa@padaria.example",
-            name="Padaria Sao Joao",
-            city="Sao Paulo",
-            amount_cents=2590 + i,
-            txid="".join(secrets.choice(alphabet) for _ in range(25)),
-            description="Pedido benchmark",
-        )
-        for i in range(ctx.sizes.qr_payloads)
-    ]
-    qr.png.cache_clear()
-    first = []
-    for payload in payloads:
-        started = time.perf_counter()
-        qr.png(payload)
-        first.append(time.perf_counter() - started)
-    batch = 1000
-    cached = []
-    for i in range(max(ctx.sizes.qr_cached_calls // batch, 1)):
-        payload = payloads[i % len(payloads)]
-        started = time.perf_counter()
-        for _ in range(batch):
-            qr.png(payload)
-        cached.append((time.perf_counter() - started) / batch)
-    first_ms, cached_us = statistics.median(first) * 1000, statistics.median(cached) * 1e6
-    speedup = first_ms * 1000 / cached_us
-    return Row(
-        "5. QR PNG in-process: pixweb.pix.qr.png first vs cached call",
-        f"first p50 {first_ms:.2f} ms, cached p50 {cached_us:.2f} µs: {speedup:,.0f}× faster",
-        target=f"cached ≥ {TARGET_QR_SPEEDUP:.0f}× faster",
-        ok=speedup >= TARGET_QR_SPEEDUP,
-        notes=f"{len(payloads)} distinct BR Codes rendered once each; "
-        f"{len(cached) * batch:,} cached calls, timed in batches of {batch}",
-    )
+    return rows, again
 
 
 async def workers(ctx: Context) -> list[Row]:
-    """Scenario 6: PostgreSQL + Redis with one and with two workers, create-payment c=32."""
+    """Scenario 9: PostgreSQL + Redis with one and with two workers, create c=32, the load
+    generator pinned to the last core (the servers, PostgreSQL and Redis are not pinned)."""
     why = redis_available(ctx.redis_url)
     if why is not None:
-        return [skipped(f"6. {n} worker(s), PostgreSQL + Redis, c=32", why) for n in (1, 2)]
-    rows = []
-    for count in (1, 2):
-        scenario = f"6. {count} worker{'s' if count > 1 else ''}, PostgreSQL + Redis, c=32"
-        database = TempPostgres(ctx.postgres_url)
-        why = await database.create()
-        if why is not None:
-            rows.append(skipped(scenario, why))
-            continue
-        try:
-            server = Server(
-                ctx.workdir,
-                f"postgres-redis-{count}w",
-                workers=count,
-                database_url=database.url,
-                broker_url=ctx.redis_url,
-            )
-            with server:
-                async with http_client(server.url, 1) as http:
-                    token = await merchant_token(http)
-                phase = f"create-payment c=32, PostgreSQL + Redis, {count} worker(s)"
-                result, share = await measured(
-                    ctx, server, _create_call(server, token), CONCURRENCY, phase
-                )
-            rows.append(http_row(scenario, result, share, extra="temporary database, dropped"))
-        finally:
-            await database.drop()
+        return [skipped(f"9. {n} worker(s), PostgreSQL + Redis, c=32", why) for n in (1, 2)]
+    rows: list[Row] = []
+    rates: dict[int, float] = {}
+    before = os.sched_getaffinity(0)
+    core = max(before)
+    os.sched_setaffinity(0, {core})
+    try:
+        for count in (1, 2):
+            scenario = f"9. {count} worker{'s' if count > 1 else ''}, PostgreSQL + Redis, c=32"
+            result_row = await _on_postgres(ctx, scenario, count)
+            rows.append(result_row[0])
+            if result_row[1] is not None:
+                rates[count] = result_row[1]
+    finally:
+        os.sched_setaffinity(0, before)
+    if len(rates) == 2:
+        speedup = rates[2] / rates[1]
+        two = rows[1]
+        two.floor, two.ratio = f"1 worker: {rates[1]:,.0f} req/s", f"{speedup:.2f}×"
+        two.target = f"≥ {TARGET_WORKERS_SPEEDUP}× one worker"
+        two.ok = speedup >= TARGET_WORKERS_SPEEDUP
+    pinning = (
+        f"load generator pinned to CPU {core} (taskset-like sched_setaffinity); the servers, "
+        f"PostgreSQL and Redis run on all {len(before)} CPUs, so they share CPU {core} with it"
+    )
+    for row in rows:
+        row.notes = f"{pinning}; {row.notes}"
     return rows
+
+
+async def _on_postgres(ctx: Context, scenario: str, count: int) -> tuple[Row, float | None]:
+    database = TempPostgres(ctx.postgres_url)
+    why = await database.create()
+    if why is not None:
+        return skipped(scenario, why), None
+    try:
+        server = Server(
+            ctx.workdir,
+            f"postgres-redis-{count}w",
+            workers=count,
+            database_url=database.url,
+            broker_url=ctx.redis_url,
+        )
+        with server:
+            async with http_client(server.url, 1) as http:
+                token = await merchant_token(http)
+            phase = f"create-payment c=32, PostgreSQL + Redis, {count} worker(s)"
+            result, share = await measured(
+                ctx, server, _create_call(server, token), CONCURRENCY, phase
+            )
+    finally:
+        await database.drop()
+    row = http_row(scenario, result, share, extra="temporary database, dropped")
+    return row, result.rate if not result.errors else None

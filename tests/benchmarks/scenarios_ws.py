@@ -1,30 +1,33 @@
-"""Scenarios over WebSockets: confirm→fragment latency (2), a crowd (3), idle sockets' RSS (4).
+"""Scenarios 1 and 5 on one pixweb server whose merchant is connected to the lean PSP:
+confirm → paid fragment (1), one payment's fan-out and idle sockets' RSS (5).
 
-All three share one fresh server, in this order:
-  watchers A open (one socket per payment, 200) → RSS baseline
-  → idle sockets up to 1,000 (RSS) → confirm A one by one (scenario 2 at 1,000)
-  → idle up to 5,000 (RSS) → idle up to 10,000, the last 5,000 all on one "crowd" payment (RSS)
-  → watchers B open → confirm B one by one (scenario 2 at 10,000)
-  → confirm the crowd payment (scenario 3, with the 5,400 other sockets still open).
-Idle sockets up to the middle checkpoint watch a few hundred other payments, many each.
+In this order:
+  watchers A open (one socket per payment) → RSS baseline → confirm A one by one through
+  the seed route (1, "one socket": one push at a time)
+  → idle sockets up to 1,000 / 5,000 / 10,000 (RSS), the last half all on one crowd payment
+  → watchers B open → confirm B one by one through the seed route (1, with 10,000 idle)
+  → watchers C open → confirm C one by one through the standard webhook intake, which reads
+  each Pix back from the lean PSP (1: p99 ≤ 2× the seed route's)
+  → confirm the crowd payment (5: fan-out, the 5,400 other sockets still open).
+The floor's numbers (scenarios_floor.py, measured first) give the ratios.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from pathlib import Path
 from typing import Any
 
-import httpx
 from websockets.asyncio.client import ClientConnection
 
+from tests.benchmarks import psp as lean
 from tests.benchmarks.client import (
     close_now,
     confirmation,
     create_payment,
     http_client,
-    merchant_token,
+    merchant,
     open_sockets,
     payment_socket_url,
     percentile,
@@ -34,19 +37,18 @@ from tests.benchmarks.context import Context
 from tests.benchmarks.crowd import CrowdSocket, open_crowd, paid_arrivals
 from tests.benchmarks.loadgen import connect, raw_request
 from tests.benchmarks.measure import CpuMeter, CpuShare
-from tests.benchmarks.profiling import request_snapshot
 from tests.benchmarks.report import Row
 from tests.benchmarks.servers import Server
 
-TARGET_P99_MS = 5.0
-TARGET_CROWD_MS = 100.0
-TARGET_RSS_MB = 400.0
+TARGET_P50_MS, TARGET_P99_MS = 2.5, 5.0
+TARGET_INTAKE_RATIO = 2.0
+TARGET_FANOUT_RATIO, TARGET_RSS_RATIO = 1.3, 1.15
 CROWD_TIMEOUT = 120.0
 SETTLE = 1.0  # seconds for transient garbage to go before reading RSS
 MB, KB = 1e6, 1e3
 
 
-async def _payments(http: httpx.AsyncClient, token: str, n: int) -> list[dict[str, Any]]:
+async def payments_of(http: Any, token: str, n: int) -> list[dict[str, Any]]:
     gate = asyncio.Semaphore(8)
 
     async def one() -> dict[str, Any]:
@@ -56,144 +58,209 @@ async def _payments(http: httpx.AsyncClient, token: str, n: int) -> list[dict[st
     return list(await asyncio.gather(*(one() for _ in range(n))))
 
 
-async def _confirm_each(
-    server: Server, watched: list[tuple[dict[str, Any], ClientConnection]]
-) -> tuple[list[float], int]:
-    """Confirm one payment at a time: from just before sending to the fragment arriving."""
-    latencies, errors = [], 0
-    bank = await connect(server.url)
+async def confirm_each(url: str, watched: list[tuple[bytes, ClientConnection]]) -> list[float]:
+    """Send each request in turn; seconds from just before sending to its paid fragment."""
+    latencies = []
+    bank = await connect(url)
     try:
-        for payment, ws in watched:
-            request = _confirmation_request(server, payment)
+        for request, ws in watched:
+            if bank.closing:
+                bank.transport.close()
+                bank = await connect(url)
             started = time.perf_counter()
             post = asyncio.create_task(bank.call(request))
             await wait_for_paid(ws)
             latencies.append(time.perf_counter() - started)
-            errors += (await post)[0] != 200
+            status, body = await post
+            if status != 200:
+                raise RuntimeError(f"confirmation answered {status}: {body[:200]!r}")
     finally:
         bank.transport.close()
-    return latencies, errors
+    return latencies
 
 
-def _confirmation_request(server: Server, payment: dict[str, Any]) -> bytes:
+def seed_request(server: Server, payment: dict[str, Any]) -> bytes:
     body, headers = confirmation(payment)
     return raw_request(server.url, "POST", "/payments/pix/confirmation", body, headers)
 
 
-def _latency_row(ctx: Context, idle: int, latencies: list[float], errors: int, share: Any) -> Row:
-    p50, p99 = percentile(latencies, 50) * 1000, percentile(latencies, 99) * 1000
-    final = idle >= ctx.sizes.checkpoints[2]
+def intake_request(server: Server, hook_path: str, item: dict[str, Any]) -> bytes:
+    """The PSP's standard webhook delivery of one Pix (pixweb reads it back)."""
+    body = json.dumps({"pix": [item]}).encode()
+    headers = {"Content-Type": "application/json"}
+    return raw_request(server.url, "POST", f"{hook_path}/pix", body, headers)
+
+
+def ms(latencies: list[float], pct: float) -> float:
+    return percentile(latencies, pct) * 1000
+
+
+def latency_row(
+    ctx: Context, label: str, latencies: list[float], share: CpuShare, floor_key: str
+) -> Row:
+    p50, p99 = ms(latencies, 50), ms(latencies, 99)
+    floor50, floor99 = ctx.floor.get(f"{floor_key}.p50"), ctx.floor.get(f"{floor_key}.p99")
     return Row(
-        f"2. confirm → paid fragment, {idle:,} other idle sockets open",
-        f"p50 {p50:.1f} ms, p99 {p99:.1f} ms (max {max(latencies) * 1000:.1f} ms)",
-        target=f"p99 < {TARGET_P99_MS:.0f} ms" if final else "",
-        ok=(p99 < TARGET_P99_MS and not errors) if final else None,
-        notes=f"{len(latencies)} payments confirmed one at a time, each watched by its own "
-        f"socket; {errors} confirmation errors; {share.describe()}",
+        f"1. confirm → paid fragment (seed route), {label}",
+        f"p50 {p50:.1f} ms, p99 {p99:.1f} ms",
+        target=f"p50 ≤ {TARGET_P50_MS} ms, p99 ≤ {TARGET_P99_MS:.0f} ms",
+        ok=p50 <= TARGET_P50_MS and p99 <= TARGET_P99_MS,
+        floor=f"p50 {floor50:.1f} ms, p99 {floor99:.1f} ms" if floor50 else "not measured",
+        ratio=f"p50 {p50 / floor50:.1f}×, p99 {p99 / floor99:.1f}×" if floor50 and floor99 else "",
+        notes=f"{len(latencies)} charges confirmed one at a time, each watched by its own "
+        f"socket; max {max(latencies) * 1000:.1f} ms; {share.describe()}",
     )
 
 
-async def sockets(ctx: Context) -> list[Row]:
-    sizes = ctx.sizes
+async def sockets(ctx: Context, wanted: set[str]) -> list[Row]:
+    sizes, rows = ctx.sizes, []
     held: list[ClientConnection] = []
-    crowd: list[CrowdSocket] = []  # the last checkpoint's sockets, all on one payment
-    rows: dict[str, list[Row]] = {"2": [], "3": [], "4": []}
-    with Server(ctx.workdir, "sockets") as server:
+    crowd: list[CrowdSocket] = []
+    with lean.LeanPsp(ctx.workdir) as psp, Server(ctx.workdir, "sockets") as server:
         try:
             async with http_client(server.url, 8) as http:
-                token = await merchant_token(http)
-                idle_payments = await _payments(http, token, sizes.idle_payments)
-                watched_a = await _payments(http, token, sizes.watched)
-                watched_b = await _payments(http, token, sizes.watched)
+                token, chave = await merchant(http)
+                hook_path = "/" + (await psp.connect(http, token)).split("/", 3)[3]
+                idle_payments = await payments_of(http, token, sizes.idle_payments)
+                watched = [await payments_of(http, token, sizes.watched) for _ in "ABC"]
                 crowd_payment = await create_payment(http, token)
-                url = lambda p: payment_socket_url(server.ws_url, p)  # noqa: E731
-                close_now(await open_sockets([url(p) for p in idle_payments[:20]]))  # warm-up
-                sockets_a = await open_sockets([url(p) for p in watched_a])
-                held += sockets_a
-                await asyncio.sleep(SETTLE)
-                baseline = server.rss_bytes()
-                idle = 0
-                for checkpoint in sizes.checkpoints:
-                    last = checkpoint == sizes.checkpoints[2]
-                    urls = [
-                        url(crowd_payment if last else idle_payments[i % len(idle_payments)])
-                        for i in range(idle, checkpoint)
-                    ]
-                    meter = CpuMeter(server)
-                    with ctx.profiler.phase(f"open {len(urls):,} sockets", server.worker_pids()):
-                        if last:
-                            crowd = await open_crowd(urls, ctx.open_concurrency)
-                        else:
-                            held += await open_sockets(urls, ctx.open_concurrency)
-                    share = meter.stop()
-                    idle = checkpoint
-                    await asyncio.sleep(SETTLE)
-                    rss = server.rss_bytes()
-                    rows["4"].append(rss_row(ctx, idle, rss, baseline, len(urls), share))
-                    if checkpoint == sizes.checkpoints[0]:
-                        meter = CpuMeter(server)
-                        latencies, errors = await _confirm_each(
-                            server, list(zip(watched_a, sockets_a, strict=True))
-                        )
-                        rows["2"].append(_latency_row(ctx, idle, latencies, errors, meter.stop()))
-                sockets_b = await open_sockets([url(p) for p in watched_b])
-                held += sockets_b
+            await psp.add_pix([lean.pix_item(n, p, chave) for n, p in enumerate(watched[2])])
+            url = lambda p: payment_socket_url(server.ws_url, p)  # noqa: E731
+            close_now(await open_sockets([url(p) for p in idle_payments[:20]]))  # warm-up
+            sockets_a = await open_sockets([url(p) for p in watched[0]])
+            held += sockets_a
+            await asyncio.sleep(SETTLE)
+            baseline = server.rss_bytes()
+            meter = CpuMeter(server)
+            with ctx.profiler.phase("confirm one by one (seed), one socket", server.worker_pids()):
+                requests = [seed_request(server, p) for p in watched[0]]
+                latencies = await confirm_each(
+                    server.url, list(zip(requests, sockets_a, strict=True))
+                )
+            rows.append(latency_row(ctx, "one socket", latencies, meter.stop(), "one"))
+            idle = 0
+            for checkpoint in sizes.checkpoints:
+                last = checkpoint == sizes.checkpoints[2]
+                urls = [
+                    url(crowd_payment if last else idle_payments[i % len(idle_payments)])
+                    for i in range(idle, checkpoint)
+                ]
                 meter = CpuMeter(server)
-                with ctx.profiler.phase("confirm one by one, 10,000 idle", server.worker_pids()):
-                    latencies, errors = await _confirm_each(
-                        server, list(zip(watched_b, sockets_b, strict=True))
-                    )
-                rows["2"].append(_latency_row(ctx, idle, latencies, errors, meter.stop()))
+                with ctx.profiler.phase(f"open {len(urls):,} sockets", server.worker_pids()):
+                    if last:
+                        crowd = await open_crowd(urls, ctx.open_concurrency)
+                    else:
+                        held += await open_sockets(urls, ctx.open_concurrency)
+                share = meter.stop()
+                idle = checkpoint
+            await asyncio.sleep(SETTLE)
+            rss = server.rss_bytes()
+            if "5" in wanted:
+                rows.append(rss_row(ctx, idle, rss, baseline, share, len(urls)))
+            rows += await _at_ten_thousand(ctx, server, psp, hook_path, watched, chave, held)
+            if "5" in wanted:
                 with ctx.profiler.phase("confirm the crowd payment", server.worker_pids()):
-                    rows["3"].append(await _crowd(server, crowd_payment, crowd, len(held)))
+                    rows.append(await _crowd(ctx, server, crowd_payment, crowd, len(held)))
         finally:
             close_now(held)
             for sock in crowd:
                 sock.abort()
-    return rows["2"] + rows["3"] + rows["4"]
+    return rows
 
 
-def rss_row(ctx: Context, idle: int, rss: int, baseline: int, opened: int, share: Any) -> Row:
+async def _at_ten_thousand(
+    ctx: Context,
+    server: Server,
+    psp: lean.LeanPsp,
+    hook_path: str,
+    watched: list[list[dict[str, Any]]],
+    chave: str,
+    held: list[ClientConnection],
+) -> list[Row]:
+    """Seed route then webhook intake, one charge at a time, with the idle sockets open."""
+    url = lambda p: payment_socket_url(server.ws_url, p)  # noqa: E731
+    idle = f"{ctx.sizes.checkpoints[2]:,} idle sockets open"
+    sockets_b = await open_sockets([url(p) for p in watched[1]])
+    held += sockets_b
+    meter = CpuMeter(server)
+    with ctx.profiler.phase("confirm one by one (seed), 10,000 idle", server.worker_pids()):
+        requests = [seed_request(server, p) for p in watched[1]]
+        seed = await confirm_each(server.url, list(zip(requests, sockets_b, strict=True)))
+    rows = [latency_row(ctx, f"then {idle}", seed, meter.stop(), "idle")]
+    sockets_c = await open_sockets([url(p) for p in watched[2]])
+    held += sockets_c
+    requests = [
+        intake_request(server, hook_path, lean.pix_item(n, p, chave))
+        for n, p in enumerate(watched[2])
+    ]
+    meter = CpuMeter(server, psp)
+    with ctx.profiler.phase("confirm one by one (webhook intake)", server.worker_pids()):
+        intake = await confirm_each(server.url, list(zip(requests, sockets_c, strict=True)))
+    share = meter.stop()
+    ratio = ms(intake, 99) / ms(seed, 99)
+    rows.append(
+        Row(
+            "1. confirm → paid fragment through the webhook intake (read-back from the lean "
+            f"PSP over mTLS), {idle}",
+            f"p50 {ms(intake, 50):.1f} ms, p99 {ms(intake, 99):.1f} ms",
+            floor=f"seed route p99 {ms(seed, 99):.1f} ms",
+            ratio=f"p99 {ratio:.1f}×",
+            target=f"p99 ≤ {TARGET_INTAKE_RATIO:.0f}× the seed route's",
+            ok=ratio <= TARGET_INTAKE_RATIO,
+            notes=f"{len(intake)} charges made at the lean PSP (PUT /cob), one Pix delivered "
+            f"at a time to POST /webhooks/pix/<token>/pix; {share.describe()}",
+        )
+    )
+    return rows
+
+
+def rss_row(ctx: Context, idle: int, rss: int, baseline: int, share: CpuShare, opened: int) -> Row:
     per_socket = (rss - baseline) / idle
-    final = idle >= ctx.sizes.checkpoints[2]
-    rate = opened / share.seconds
+    floor = ctx.floor.get("rss_per_socket")
+    ratio = per_socket / floor if floor else None
     return Row(
-        f"4. {idle:,} idle sockets held by one server process",
-        f"RSS {rss / MB:,.0f} MB (+{(rss - baseline) / MB:,.0f} MB over {baseline / MB:.0f} MB "
-        f"before): {per_socket / KB:.1f} KB/socket",
-        target=f"RSS < {TARGET_RSS_MB:.0f} MB" if final else "",
-        ok=rss / MB < TARGET_RSS_MB if final else None,
-        notes=f"VmRSS; the client offers permessage-deflate (as browsers do); these "
-        f"{opened:,} sockets opened at {rate:,.0f}/s, {share.server / opened * 1000:.1f} ms "
-        f"server CPU each; {share.describe()}",
+        f"5. idle sockets: RSS per socket, {idle:,} open",
+        f"{per_socket / KB:.1f} KB/socket (RSS {rss / MB:,.0f} MB, +{(rss - baseline) / MB:,.0f} "
+        f"MB over {baseline / MB:.0f} MB)",
+        floor=f"{floor / KB:.1f} KB/socket" if floor else "not measured",
+        ratio=f"{ratio:.2f}×" if ratio else "",
+        target=f"≤ {TARGET_RSS_RATIO}× the floor",
+        ok=ratio <= TARGET_RSS_RATIO if ratio else None,
+        notes=f"VmRSS; the client offers permessage-deflate (as browsers do); the last "
+        f"{opened:,} opened at {opened / share.seconds:,.0f}/s, "
+        f"{share.server / opened * 1000:.1f} ms server CPU each; {share.describe()}",
     )
 
 
 async def _crowd(
-    server: Server,
-    payment: dict[str, Any],
-    crowd: list[CrowdSocket],
-    others: int,
+    ctx: Context, server: Server, payment: dict[str, Any], crowd: list[CrowdSocket], others: int
 ) -> Row:
     meter = CpuMeter(server)
     arrivals, failed, status = await crowd_arrivals(
-        server, _confirmation_request(server, payment), crowd
+        server.url, seed_request(server, payment), crowd
     )
-    return crowd_row(
-        f"3. one payment watched by {len(crowd):,} sockets: confirm → all have the fragment",
-        arrivals,
-        failed,
-        status,
-        f"{others:,} other sockets open on the same server; {meter.stop().describe()}",
+    last = max(arrivals, default=float("nan")) * 1000
+    floor = ctx.floor.get("fanout")
+    ratio = last / floor if floor else None
+    return Row(
+        f"5. fan-out: one payment → {len(crowd):,} sockets, confirm → the last has it",
+        f"{last:,.0f} ms (first {min(arrivals, default=0) * 1000:.0f} ms, p50 "
+        f"{percentile(arrivals, 50) * 1000:,.0f} ms)",
+        floor=f"{floor:,.0f} ms" if floor else "not measured",
+        ratio=f"{ratio:.2f}×" if ratio else "",
+        target=f"≤ {TARGET_FANOUT_RATIO}× the floor",
+        ok=(ratio <= TARGET_FANOUT_RATIO and not failed and status == 200) if ratio else None,
+        notes=f"{others:,} other sockets open; {failed} sockets without the fragment; "
+        f"confirmation answered {status}; {meter.stop().describe()}",
     )
 
 
 async def crowd_arrivals(
-    server: Server, request: bytes, crowd: list[CrowdSocket]
+    url: str, request: bytes, crowd: list[CrowdSocket]
 ) -> tuple[list[float], int, int]:
-    """Send the confirmation `request`: seconds from sending it to each socket's paid
-    fragment, the sockets without it, the answer's status."""
-    bank = await connect(server.url)
+    """Send `request`: seconds from sending it to each socket's paid fragment, the sockets
+    without it, the answer's status."""
+    bank = await connect(url)
     try:
         started = time.perf_counter()
         status, _ = await bank.call(request)
@@ -201,67 +268,3 @@ async def crowd_arrivals(
     finally:
         bank.transport.close()
     return arrivals, len(crowd) - len(arrivals), status
-
-
-def crowd_row(scenario: str, arrivals: list[float], failed: int, status: int, notes: str) -> Row:
-    last = max(arrivals, default=float("nan")) * 1000
-    return Row(
-        scenario,
-        f"all {len(arrivals):,} in {last:,.0f} ms (first {min(arrivals) * 1000:.0f} ms, "
-        f"p50 {percentile(arrivals, 50) * 1000:,.0f} ms)",
-        target=f"≤ {TARGET_CROWD_MS:.0f} ms",
-        ok=not failed and status == 200 and last <= TARGET_CROWD_MS,
-        notes=f"{notes}; {failed} sockets without the fragment; confirmation answered {status}",
-    )
-
-
-async def _idle_on_fresh_server(
-    ctx: Context, name: str, n: int, compression: str | None, traced: Path | None = None
-) -> tuple[int, int, CpuShare]:
-    """Open `n` idle sockets on a fresh server: (RSS before, RSS after, CPU shares)."""
-    held: list[ClientConnection] = []
-    with Server(ctx.workdir, name, traced_dir=traced) as server:
-        try:
-            async with http_client(server.url, 8) as http:
-                token = await merchant_token(http)
-                payments = await _payments(http, token, ctx.sizes.idle_payments)
-            urls = [
-                payment_socket_url(server.ws_url, payments[i % len(payments)]) for i in range(n)
-            ]
-            close_now(await open_sockets(urls[:20], compression=compression))  # warm-up
-            await asyncio.sleep(SETTLE)
-            baseline = server.rss_bytes()
-            if traced is not None:
-                await request_snapshot(server.pid, traced, 1)
-            meter = CpuMeter(server)
-            held = await open_sockets(urls, ctx.open_concurrency, compression=compression)
-            share = meter.stop()
-            await asyncio.sleep(SETTLE)
-            rss = server.rss_bytes()
-            if traced is not None:
-                growth = await request_snapshot(server.pid, traced, 2)
-                ctx.profiler.memory_growth(f"{n:,} idle sockets opened ({name})", growth)
-        finally:
-            close_now(held)
-    return baseline, rss, share
-
-
-async def plain_sockets(ctx: Context) -> Row:
-    """Diagnostic for 4: the same idle sockets when the client offers no compression."""
-    n = ctx.sizes.plain_sockets
-    baseline, rss, share = await _idle_on_fresh_server(ctx, "sockets-plain", n, None)
-    return Row(
-        f"4. (diagnostic) {n:,} idle sockets, client offers no permessage-deflate",
-        f"+{(rss - baseline) / MB:,.0f} MB: {(rss - baseline) / n / KB:.1f} KB/socket",
-        notes=f"a fresh server; opened at {n / share.seconds:,.0f}/s, "
-        f"{share.server / n * 1000:.1f} ms server CPU each; {share.describe()}",
-    )
-
-
-async def memory_profile(ctx: Context) -> None:
-    """`--profile` only: tracemalloc's view of what idle sockets (with deflate) allocate."""
-    assert ctx.profile_dir is not None
-    traced = ctx.profile_dir / "memory"
-    traced.mkdir(parents=True, exist_ok=True)
-    n = ctx.sizes.checkpoints[0]
-    await _idle_on_fresh_server(ctx, "sockets-traced", n, "deflate", traced)

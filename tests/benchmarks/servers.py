@@ -21,6 +21,8 @@ SECRET_KEY = "bench-secret-key-not-for-production-0123456789"
 WEBHOOK_SECRET = "bench-webhook-secret-0123456789-0123456789"
 SERVICE_TIMEOUT = 3.0
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+# Loopback PSPs and webhook receivers allowed; the background jobs that are not measured off.
+BENCH_ENV = {"PIXWEB_ALLOW_PRIVATE_URLS": "1", "PIXWEB_RECONCILE_SECONDS": "0"}
 FLOOR_MODULE = "tests.benchmarks.floor_app"  # the stack alone, no pixweb (floor_app.py)
 
 
@@ -48,8 +50,9 @@ class Server(process.Server):
         broker_url: str = "memory://",
         traced_dir: Path | None = None,
         module: str = "pixweb.cli",
+        env: dict[str, str] | None = None,
     ) -> None:
-        env = {"PIXWEB_BROKER_URL": broker_url}
+        env = {"PIXWEB_BROKER_URL": broker_url, **BENCH_ENV, **(env or {})}
         if traced_dir is not None:
             env["PIXWEB_BENCH_SNAPSHOT_DIR"] = str(traced_dir)
         super().__init__(

@@ -1,0 +1,219 @@
+"""Scenarios 2 and 3 on one pixweb server whose merchant is connected to the lean PSP, with
+5,000 payer pages each watching its own charge (crowd.py's lean sockets):
+
+2. reconnect storm: every page's socket drops and all reconnect at once (a deploy); timed
+   until each has its current state again, the server's CPU per open read from /proc, while
+   seed-route confirmations of other charges keep arriving at a steady rate (their
+   confirm → fragment p99 measured during the storm). The confirmations' own CPU, measured
+   at the same rate just before the storm, is taken out of the CPU per open.
+3. checkout rush: 1,000 of the pages' charges paid, one Pix a delivery through the standard
+   webhook intake at a steady 200/s (open loop), each read back from the lean PSP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection
+
+from tests.benchmarks import psp as lean
+from tests.benchmarks.client import (
+    close_now,
+    http_client,
+    merchant,
+    open_sockets,
+    payment_socket_url,
+    wait_for_paid,
+)
+from tests.benchmarks.context import Context
+from tests.benchmarks.crowd import CrowdSocket, open_crowd
+from tests.benchmarks.loadgen import Connection, connect
+from tests.benchmarks.measure import CpuMeter
+from tests.benchmarks.report import Row
+from tests.benchmarks.scenarios_ws import intake_request, ms, payments_of, seed_request
+from tests.benchmarks.servers import Server
+
+STORM_SECONDS, STORM_CPU_MS, STORM_P99_MS = 10.0, 2.0, 50.0
+RUSH_P99_MS = 25.0
+STORM_TIMEOUT = 180.0
+PAID_TIMEOUT = 30.0
+BANK_CONNECTIONS = 32
+
+
+class Bank:
+    """Keep-alive connections to the server, each carrying one request at a time."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.idle: list[Connection] = []
+
+    async def call(self, request: bytes) -> int:
+        connection = self.idle.pop() if self.idle else await connect(self.url)
+        try:
+            status, _ = await connection.call(request)
+        except BaseException:
+            connection.transport.close()
+            raise
+        if connection.closing:
+            connection.transport.close()
+        else:
+            self.idle.append(connection)
+        return status
+
+    def close(self) -> None:
+        for connection in self.idle:
+            connection.transport.close()
+
+
+async def steady(
+    bank: Bank,
+    rate: float,
+    calls: list[tuple[bytes, Callable[[], Any]]],
+    stop: Callable[[], bool] = lambda: False,
+) -> tuple[list[float], int]:
+    """Send each request at `rate` per second (open loop) until `stop()`: seconds from
+    sending to its fragment (`arrived()` awaited), and the errors."""
+    latencies: list[float] = []
+    errors = 0
+
+    async def one(request: bytes, arrived: Callable[[], Any]) -> None:
+        nonlocal errors
+        started = time.perf_counter()
+        try:
+            status = await bank.call(request)
+            await asyncio.wait_for(arrived(), PAID_TIMEOUT)
+            latencies.append(time.perf_counter() - started)
+            errors += status != 200
+        except (OSError, RuntimeError, TimeoutError, ConnectionError):
+            errors += 1
+
+    tasks = []
+    begin = time.perf_counter()
+    for i, (request, arrived) in enumerate(calls):
+        if stop():
+            break
+        await asyncio.sleep(max(0.0, begin + i / rate - time.perf_counter()))
+        tasks.append(asyncio.create_task(one(request, arrived)))
+    await asyncio.gather(*tasks)
+    return latencies, errors
+
+
+async def storm_and_rush(ctx: Context, wanted: set[str]) -> list[Row]:
+    sizes, rows = ctx.sizes, []
+    crowd: list[CrowdSocket] = []
+    flow_sockets: list[ClientConnection] = []
+    with lean.LeanPsp(ctx.workdir) as psp, Server(ctx.workdir, "rush") as server:
+        bank = Bank(server.url)
+        try:
+            async with http_client(server.url, 32) as http:
+                token, chave = await merchant(http)
+                hook_path = "/" + (await psp.connect(http, token)).split("/", 3)[3]
+                pages = await payments_of(http, token, sizes.pages)
+                flow = await payments_of(http, token, int(sizes.storm_flow_rate * 20))
+            urls = [payment_socket_url(server.ws_url, p) for p in pages]
+            crowd = await open_crowd(urls, ctx.open_concurrency)
+            if "2" in wanted:
+                flow_sockets = await open_sockets(
+                    [payment_socket_url(server.ws_url, p) for p in flow]
+                )
+                calls = [
+                    (seed_request(server, p), lambda ws=ws: wait_for_paid(ws))
+                    for p, ws in zip(flow, flow_sockets, strict=True)
+                ]
+                row, crowd = await _storm(ctx, server, bank, urls, crowd, calls)
+                rows.append(row)
+            if "3" in wanted:
+                rows.append(await _rush(ctx, server, psp, bank, hook_path, chave, pages, crowd))
+        finally:
+            bank.close()
+            close_now(flow_sockets)
+            for sock in crowd:
+                sock.abort()
+    return rows
+
+
+async def _storm(
+    ctx: Context,
+    server: Server,
+    bank: Bank,
+    urls: list[str],
+    crowd: list[CrowdSocket],
+    calls: list[tuple[bytes, Callable[[], Any]]],
+) -> tuple[Row, list[CrowdSocket]]:
+    rate = ctx.sizes.storm_flow_rate
+    calm = calls[: len(calls) // 4]  # their CPU, alone, at the same rate
+    meter = CpuMeter(server)
+    await steady(bank, rate, calm)
+    per_confirmation = meter.stop().server / len(calm)
+    for sock in crowd:
+        sock.abort()
+    await asyncio.sleep(2.0)  # the server closes its side: not part of the storm
+    done = False
+    meter = CpuMeter(server)
+    started = time.perf_counter()
+    flowing = asyncio.create_task(steady(bank, rate, calls[len(calm) :], lambda: done))
+    with ctx.profiler.phase("reconnect storm", server.worker_pids()):
+        try:
+            async with asyncio.timeout(STORM_TIMEOUT):
+                reopened = await open_crowd(urls, ctx.storm_concurrency)
+        finally:
+            back = time.perf_counter() - started
+            done = True
+            latencies, errors = await flowing
+    share = meter.stop()
+    sent = len(latencies) + errors
+    cpu_ms = max(share.server - per_confirmation * sent, 0.0) / len(urls) * 1000
+    p99 = ms(latencies, 99)
+    row = Row(
+        f"2. reconnect storm: {len(urls):,} payer pages (own charge each) reconnect at once",
+        f"all back in {back:.1f} s; {cpu_ms:.1f} ms server CPU per open; confirmations "
+        f"during it p99 {p99:.1f} ms",
+        target=f"≤ {STORM_SECONDS:.0f} s, ≤ {STORM_CPU_MS:.0f} ms CPU/open, p99 ≤ "
+        f"{STORM_P99_MS:.0f} ms",
+        ok=back <= STORM_SECONDS and cpu_ms <= STORM_CPU_MS and p99 <= STORM_P99_MS and not errors,
+        notes=f"{ctx.storm_concurrency} handshakes in "
+        f"flight at most; each back once its pending state arrived; {sent} seed-route "
+        f"confirmations at {rate:.0f}/s during it ({errors} errors, p50 {ms(latencies, 50):.1f} "
+        f"ms), their CPU ({per_confirmation * 1000:.1f} ms each, measured alone just before) "
+        f"taken out of the CPU per open; {share.describe()}",
+    )
+    return row, reopened
+
+
+async def _rush(
+    ctx: Context,
+    server: Server,
+    psp: lean.LeanPsp,
+    bank: Bank,
+    hook_path: str,
+    chave: str,
+    pages: list[dict[str, Any]],
+    crowd: list[CrowdSocket],
+) -> Row:
+    sizes = ctx.sizes
+    count = min(sizes.rush_confirmations, len(pages))
+    items = [lean.pix_item(n, p, chave) for n, p in enumerate(pages[:count])]
+    await psp.add_pix(items)
+    calls = [
+        (intake_request(server, hook_path, item), lambda s=sock: asyncio.shield(s.paid))
+        for item, sock in zip(items, crowd, strict=False)
+    ]
+    meter = CpuMeter(server, psp)
+    with ctx.profiler.phase("checkout rush", server.worker_pids()):
+        latencies, errors = await steady(bank, sizes.rush_rate, calls)
+    share = meter.stop()
+    p99 = ms(latencies, 99)
+    return Row(
+        f"3. checkout rush: {len(pages):,} payer pages, {count:,} confirmations at "
+        f"{sizes.rush_rate:.0f}/s through the webhook intake",
+        f"{errors} errors; p50 {ms(latencies, 50):.1f} ms, p99 {p99:.1f} ms; server CPU "
+        f"{share.server / share.seconds * 100:.0f}% of a core",
+        target=f"0 errors, p99 ≤ {RUSH_P99_MS:.0f} ms",
+        ok=not errors and p99 <= RUSH_P99_MS,
+        notes=f"confirm → paid fragment on the page's own socket; each Pix read back from the "
+        f"lean PSP over mTLS; {share.server / count * 1000:.1f} ms server CPU per "
+        f"confirmation; {share.describe()}",
+    )
