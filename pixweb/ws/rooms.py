@@ -55,12 +55,13 @@ class Renderer(Protocol):
 
 
 class Watcher:
-    """One socket in a room: its format and the messages waiting to be sent."""
+    """One socket in a room: its format, its room and the messages waiting to be sent."""
 
-    __slots__ = ("as_json", "_pending", "_wakeup")
+    __slots__ = ("as_json", "room", "_pending", "_wakeup")
 
-    def __init__(self, as_json: bool) -> None:
+    def __init__(self, as_json: bool, room: Room | None = None) -> None:
         self.as_json = as_json
+        self.room = room
         self._pending: list[tuple[str, Event] | BaseException] = []
         self._wakeup: asyncio.Future[None] | None = None
 
@@ -78,6 +79,10 @@ class Watcher:
         """End the socket: `next()` raises `error` now, whatever was still waiting."""
         self._pending = [error]
         self._wake()
+
+    def ended_by(self, kind: type[BaseException]) -> bool:
+        """Whether the socket has been ended, by an exception of this kind."""
+        return bool(self._pending) and isinstance(self._pending[-1], kind)
 
     def _wake(self) -> None:
         if self._wakeup is not None and not self._wakeup.done():
@@ -106,6 +111,9 @@ class Room:
         self.payment_id = payment_id
         self.watchers: set[Watcher] = set()
         self.subscribed = asyncio.Event()
+        # The payment as the room's events left it, read once after subscribing: what a
+        # socket opening is sent first. None until then, or when there is no such payment.
+        self.payment: Payment | None = None
         self._broker = broker
         self._render = render
         self._task = asyncio.create_task(self._run())
@@ -130,18 +138,19 @@ class Room:
     async def _run(self) -> None:
         try:
             async with self._broker.subscribe(payment_channel(self.payment_id)) as events:
+                # Read after subscribing: a change in between is pushed, not lost.
+                payment = self.payment = await payments.get_payment(self.payment_id)
                 self.subscribed.set()
-                payment = await payments.get_payment(self.payment_id)
                 while True:
                     try:
                         event = await asyncio.wait_for(anext(events), _seconds_to_expiry(payment))
                     except TimeoutError:
                         event = {"type": "payment.expired", "at": payment.expires_at.timestamp()}
                     if not payments.apply_status_event(payment, event):
-                        payment = await payments.get_payment(self.payment_id)
+                        payment = self.payment = await payments.get_payment(self.payment_id)
                     if not await self._deliver(payment, event):
                         # What failed may be the payment as the event left it: read it back.
-                        payment = await payments.get_payment(self.payment_id)
+                        payment = self.payment = await payments.get_payment(self.payment_id)
         except asyncio.CancelledError:
             raise
         except (SubscriptionLaggedError, NotFoundError) as error:
@@ -187,10 +196,10 @@ class Room:
     async def _announce_presence(self) -> None:
         """Say "viewing" now and whenever the dashboard asks, and "left" when the last
         person here leaves (API clients are not people on the page)."""
-        try:
-            merchant_id = (await payments.get_payment(self.payment_id)).merchant_id
-        except NotFoundError:
-            return  # the handler closes the socket
+        await self.subscribed.wait()
+        if self.payment is None:
+            return  # no such payment (or the room failed): the handler closes the socket
+        merchant_id = self.payment.merchant_id
         broker, channel = self._broker, account_channel(merchant_id)
         event = {"type": "presence", "payment_id": str(self.payment_id)}
         event["viewer"] = uuid.uuid4().hex  # this room; other processes have their own
@@ -259,7 +268,7 @@ async def watch(
     if rooms is None:
         rooms = current_app.extensions[ROOMS_KEY] = Rooms(get_shutdown())
     room = rooms.room(payment_id, broker, render)
-    watcher = Watcher(as_json)
+    watcher = Watcher(as_json, room)
     room.join(watcher)
     if get_shutdown().is_set():
         watcher.fail(ServerClosingError("server shutting down"))
