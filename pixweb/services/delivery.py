@@ -2,12 +2,11 @@
 
 Each server process runs one `DeliveryWorker`. It wakes when a commit announces new events
 on WEBHOOKS_CHANNEL, and polls every POLL_SECONDS anyway (a wake-up can be lost; retries
-come due by the clock). A delivery is claimed by pushing its `next_attempt_at` a lease
-(LEASE_TIMEOUTS) ahead: on PostgreSQL in one statement with `SELECT ... FOR UPDATE SKIP
-LOCKED`, so workers on every host share the queue and never claim the same row; on SQLite
-(one host) under a lock of the process. A worker that dies mid-send leaves its claim to
-lapse: the delivery is due again when the lease ends and is sent again with the same
-`webhook-id` (at least once).
+come due by the clock). It claims due deliveries for a lease of LEASE_TIMEOUTS send timeouts
+(services/delivery_queue.py: `FOR UPDATE SKIP LOCKED` on PostgreSQL, one claimer per
+process on SQLite). A worker that dies mid-send leaves its claim to lapse: the delivery is
+due again when the lease ends and is sent again with the same `webhook-id` (at least once);
+one that stops hands its claims back at once.
 
 Sends run concurrently, at most CONCURRENCY at once and PER_ENDPOINT per endpoint, so one
 slow endpoint holds a few slots and never the queue; a claim skips endpoints already at
@@ -21,13 +20,10 @@ import contextlib
 import json
 import logging
 import time
-import weakref
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
-
-from tortoise.connection import get_connection
 
 from pixweb.broker import Broker
 from pixweb.errors import EncryptionError
@@ -35,6 +31,7 @@ from pixweb.metrics import Metrics
 from pixweb.models import DeliveryStatus, WebhookDelivery, WebhookEvent
 from pixweb.services.clock import utcnow
 from pixweb.services.delivery_outcome import Outcome, Result, record_attempt
+from pixweb.services.delivery_queue import claim_due, hand_back, oldest_pending_seconds
 from pixweb.services.outbox import WEBHOOKS_CHANNEL
 from pixweb.services.webhook_secrets import signing_secrets
 from pixweb.services.webhook_sender import Answer, Sender, signed_headers
@@ -47,19 +44,6 @@ CONCURRENCY = 16
 PER_ENDPOINT = 4
 
 BodyOf = Callable[[WebhookEvent], dict[str, Any]]
-
-_CLAIM_SQL = """
-WITH due AS (
-    SELECT id FROM webhook_delivery
-    WHERE status = 'pending' AND next_attempt_at <= $1 AND NOT (endpoint_id = ANY($2::int[]))
-    ORDER BY next_attempt_at
-    LIMIT $3
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE webhook_delivery AS d SET next_attempt_at = $4
-FROM due WHERE d.id = due.id
-RETURNING d.id, d.endpoint_id
-"""
 
 
 def event_body(event: WebhookEvent) -> dict[str, Any]:
@@ -117,9 +101,7 @@ class DeliveryWorker:
         self._tasks = []
         unfinished, self._claimed = list(self._claimed), set()
         try:
-            await WebhookDelivery.filter(id__in=unfinished, status=DeliveryStatus.PENDING).update(
-                next_attempt_at=utcnow()
-            )
+            await hand_back(unfinished)
         except Exception:  # the lease still brings them back
             log.warning("could not hand back %d webhook deliveries", len(unfinished))
         finally:
@@ -142,7 +124,7 @@ class DeliveryWorker:
         share = 2 * self.per_endpoint
         full = [e for e, n in self._busy.items() if n >= share]
         now = utcnow()
-        rows = await _claim(now, now + self.lease, full, free)
+        rows = await claim_due(now, now + self.lease, full, free)
         kept, extra = [], []
         for delivery_id, endpoint_id in rows:
             if self._busy[endpoint_id] < share:
@@ -152,7 +134,7 @@ class DeliveryWorker:
             else:
                 extra.append(delivery_id)
         if extra:  # more than the endpoint's share: due again at once, for a later claim
-            await WebhookDelivery.filter(id__in=extra).update(next_attempt_at=now)
+            await hand_back(extra)
         return kept
 
     async def _loop(self) -> None:
@@ -222,38 +204,6 @@ class DeliveryWorker:
             self.metrics.webhook_oldest_pending.set(await oldest_pending_seconds())
 
 
-# SQLite: one claimer per process (workers on one loop share it). `pixweb webhooks deliver`
-# beside a server could send a delivery twice (at least once still holds), never lose one.
-_sqlite_claims: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]
-_sqlite_claims = weakref.WeakKeyDictionary()
-
-
-async def _claim(
-    now: datetime, lease_until: datetime, skip_endpoints: list[int], limit: int
-) -> list[tuple[int, int]]:
-    connection = get_connection("default")
-    if connection.capabilities.dialect == "postgres":
-        _, rows = await connection.execute_query(
-            _CLAIM_SQL, [now, skip_endpoints, limit, lease_until]
-        )
-        return [(row["id"], row["endpoint_id"]) for row in rows]
-    lock = _sqlite_claims.setdefault(asyncio.get_running_loop(), asyncio.Lock())
-    async with lock:
-        return await _claim_sqlite(now, lease_until, skip_endpoints, limit)
-
-
-async def _claim_sqlite(
-    now: datetime, lease_until: datetime, skip_endpoints: list[int], limit: int
-) -> list[tuple[int, int]]:
-    query = WebhookDelivery.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
-    if skip_endpoints:
-        query = query.exclude(endpoint_id__in=skip_endpoints)
-    due = await query.order_by("next_attempt_at").limit(limit).values_list("id", "endpoint_id")
-    if due:
-        await WebhookDelivery.filter(id__in=[d for d, _ in due]).update(next_attempt_at=lease_until)
-    return [(int(d), int(e)) for d, e in due]
-
-
 async def deliver(
     delivery_id: int,
     *,
@@ -282,14 +232,3 @@ async def deliver(
         headers = signed_headers(event.id, payload, secrets, now)
         answer = await sender.post(endpoint.url, payload.encode(), headers)
     return await record_attempt(delivery, endpoint, answer, started_at=now, broker=broker)
-
-
-async def oldest_pending_seconds() -> float:
-    """The age of the oldest delivery still owed (0 when none is)."""
-    oldest = (
-        await WebhookDelivery.filter(status=DeliveryStatus.PENDING)
-        .order_by("created_at")
-        .first()
-        .only("created_at")
-    )
-    return max((utcnow() - oldest.created_at).total_seconds(), 0.0) if oldest else 0.0
