@@ -210,11 +210,29 @@ class _CachedTypeAdapter:
             return self._uncached(kind)
 
 
+def _digits_up_to(maximum: int) -> str:
+    """A regex of the decimal numbers from 0 to `maximum` (leading zeros within its length)."""
+    digits = str(maximum)
+    shorter = [f"[0-9]{{1,{len(digits) - 1}}}"] if len(digits) > 1 else []
+    below = [
+        digits[:i]
+        + f"[0-{int(d) - 1}]"
+        + (f"[0-9]{{{len(digits) - i - 1}}}" if i + 1 < len(digits) else "")
+        for i, d in enumerate(digits)
+        if d != "0"
+    ]
+    return "(?:" + "|".join([*shorter, *below, digits]) + ")"
+
+
 class _IdConverter(IntegerConverter):
     """`<int:id>`: ASCII digits within an INT column's range, so `/x/<2**70>` is a 404
-    rather than a query that overflows; `<bigint:id>` for BIGINT columns."""
+    rather than a query that overflows; `<bigint:id>` for BIGINT columns.
 
-    regex = r"[0-9]{1,19}"
+    The range is in the regex, not only in `max`: werkzeug checks a rule's methods before
+    its converters, so on a path several methods serve (GET, PATCH, DELETE) an id that only
+    `max` refused was a 405 naming the other methods instead of a 404."""
+
+    regex = _digits_up_to(validation.INT_MAX)
     maximum = validation.INT_MAX
 
     def __init__(self, map: Map, *args: Any, **kwargs: Any) -> None:
@@ -223,6 +241,7 @@ class _IdConverter(IntegerConverter):
 
 
 class _BigIdConverter(_IdConverter):
+    regex = _digits_up_to(validation.BIGINT_MAX)
     maximum = validation.BIGINT_MAX
 
 

@@ -70,6 +70,14 @@ include-name = [
     "POST /payments/{{payment_id}}/refunds", "POST /pix/received/{{end_to_end_id}}/refunds"
 ]
 checks.positive_data_acceptance.expected-statuses = [{ACCEPTED}, "422"]
+
+[[operations]]
+include-name = ["POST /webhook-endpoints", "PATCH /webhook-endpoints/{{endpoint_id}}"]
+checks.positive_data_acceptance.expected-statuses = [{ACCEPTED}, "400", "422"]
+
+[[operations]]
+include-name = "GET /webhook-endpoints/{{endpoint_id}}/deliveries"
+checks.positive_data_acceptance.expected-statuses = [{ACCEPTED}, "400"]
 """
 
 
@@ -201,6 +209,16 @@ UNREACHED = {
     "POST /pix/received/{end_to_end_id}/attach",
     # A refund takes a paid charge (a Pix the bank confirmed) and a PSP or `external`.
     "POST /payments/{payment_id}/refunds",
+    # A webhook endpoint takes a URL that passes netguard (https, a public address that
+    # resolves); the other webhook routes take such an endpoint's id.
+    "POST /webhook-endpoints",
+    "GET /webhook-endpoints/{endpoint_id}",
+    "PATCH /webhook-endpoints/{endpoint_id}",
+    "DELETE /webhook-endpoints/{endpoint_id}",
+    "POST /webhook-endpoints/{endpoint_id}/rotate-secret",
+    "POST /webhook-endpoints/{endpoint_id}/test",
+    "GET /webhook-endpoints/{endpoint_id}/deliveries",
+    "POST /webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/resend",
 }
 
 

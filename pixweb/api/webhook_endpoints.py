@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 from quart import Blueprint
 from quart_schema import tag, validate_querystring, validate_request, validate_response
 
@@ -29,7 +30,8 @@ from pixweb.services.webhook_log import DeliveryView
 
 blueprint = Blueprint("api_webhook_endpoints", __name__)
 
-EVENTS_DOC = f"Event types, at least one of: {', '.join(EVENT_TYPES)}"
+EVENTS_DOC = "Event types, at least one"
+EVENTS_SCHEMA: JsonDict = {"items": {"type": "string", "enum": list(EVENT_TYPES)}}
 URL_DOC = (
     "Where events are POSTed (https in production; a public host unless the server "
     "allows private ones)"
@@ -41,7 +43,12 @@ class EndpointIn(BaseModel):
     url: str = Field(
         min_length=1, max_length=endpoints.URL_MAX, description=URL_DOC, json_schema_extra=TEXT
     )
-    events: list[str] = Field(min_length=1, max_length=len(EVENT_TYPES) * 2, description=EVENTS_DOC)
+    events: list[str] = Field(
+        min_length=1,
+        max_length=len(EVENT_TYPES) * 2,
+        description=EVENTS_DOC,
+        json_schema_extra=EVENTS_SCHEMA,
+    )
     description: str | None = Field(
         None, max_length=endpoints.DESCRIPTION_MAX, json_schema_extra=TEXT
     )
@@ -57,7 +64,11 @@ class EndpointPatch(BaseModel):
         json_schema_extra=TEXT,
     )
     events: list[str] | None = Field(
-        None, min_length=1, max_length=len(EVENT_TYPES) * 2, description=EVENTS_DOC
+        None,
+        min_length=1,
+        max_length=len(EVENT_TYPES) * 2,
+        description=EVENTS_DOC,
+        json_schema_extra=EVENTS_SCHEMA,
     )
     enabled: bool | None = Field(None, description="true re-enables and forgets past failures")
     description: str | None = Field(
