@@ -73,22 +73,23 @@ async def steady(
     rate: float,
     calls: list[tuple[bytes, Callable[[], Any]]],
     stop: Callable[[], bool] = lambda: False,
-) -> tuple[list[float], int]:
+) -> tuple[list[float], list[str]]:
     """Send each request at `rate` per second (open loop) until `stop()`: seconds from
     sending to its fragment (`arrived()` awaited), and the errors."""
     latencies: list[float] = []
-    errors = 0
+    errors: list[str] = []
 
     async def one(request: bytes, arrived: Callable[[], Any]) -> None:
-        nonlocal errors
         started = time.perf_counter()
         try:
             status = await bank.call(request)
+            if status != 200:
+                errors.append(f"HTTP {status}")
+                return
             await asyncio.wait_for(arrived(), PAID_TIMEOUT)
             latencies.append(time.perf_counter() - started)
-            errors += status != 200
-        except (OSError, RuntimeError, TimeoutError, ConnectionError):
-            errors += 1
+        except (OSError, RuntimeError, TimeoutError, ConnectionError) as exc:
+            errors.append(f"{type(exc).__name__} {exc}"[:120])
 
     tasks = []
     begin = time.perf_counter()
@@ -164,7 +165,7 @@ async def _storm(
             done = True
             latencies, errors = await flowing
     share = meter.stop()
-    sent = len(latencies) + errors
+    sent = len(latencies) + len(errors)
     cpu_ms = max(share.server - per_confirmation * sent, 0.0) / len(urls) * 1000
     p99 = ms(latencies, 99)
     row = Row(
@@ -176,7 +177,7 @@ async def _storm(
         ok=back <= STORM_SECONDS and cpu_ms <= STORM_CPU_MS and p99 <= STORM_P99_MS and not errors,
         notes=f"{ctx.storm_concurrency} handshakes in "
         f"flight at most; each back once its pending state arrived; {sent} seed-route "
-        f"confirmations at {rate:.0f}/s during it ({errors} errors, p50 {ms(latencies, 50):.1f} "
+        f"confirmations at {rate:.0f}/s during it ({_errors(errors)}, p50 {ms(latencies, 50):.1f} "
         f"ms), their CPU ({per_confirmation * 1000:.1f} ms each, measured alone just before) "
         f"taken out of the CPU per open; {share.describe()}",
     )
@@ -209,11 +210,15 @@ async def _rush(
     return Row(
         f"3. checkout rush: {len(pages):,} payer pages, {count:,} confirmations at "
         f"{sizes.rush_rate:.0f}/s through the webhook intake",
-        f"{errors} errors; p50 {ms(latencies, 50):.1f} ms, p99 {p99:.1f} ms; server CPU "
+        f"{len(errors)} errors; p50 {ms(latencies, 50):.1f} ms, p99 {p99:.1f} ms; server CPU "
         f"{share.server / share.seconds * 100:.0f}% of a core",
         target=f"0 errors, p99 ≤ {RUSH_P99_MS:.0f} ms",
         ok=not errors and p99 <= RUSH_P99_MS,
-        notes=f"confirm → paid fragment on the page's own socket; each Pix read back from the "
-        f"lean PSP over mTLS; {share.server / count * 1000:.1f} ms server CPU per "
-        f"confirmation; {share.describe()}",
+        notes=f"{_errors(errors)}; confirm → paid fragment on the page's own socket; each Pix "
+        f"read back from the lean PSP over mTLS; {share.server / count * 1000:.1f} ms server "
+        f"CPU per confirmation; {share.describe()}",
     )
+
+
+def _errors(errors: list[str]) -> str:
+    return f"{len(errors)} errors" + (f", the first: {errors[0]}" if errors else "")
