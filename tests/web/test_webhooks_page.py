@@ -204,3 +204,20 @@ async def test_the_socket_needs_the_session_and_the_origin(
         with pytest.raises(WebsocketDisconnectError) as closed:
             await receive(socket)
         assert closed.value.args[0] == 1008
+
+
+async def test_an_endpoint_the_page_has_not_seen_brings_the_whole_list(
+    client: Client, csrf: str, config: Config, merchant: Merchant
+) -> None:
+    async with client.websocket("/ws/webhooks", headers=ORIGIN) as socket:
+        assert "Nenhum webhook cadastrado" in await receive(socket)
+        auth = bearer(merchant, config)
+        body = {"url": URL, "events": ["charge.paid"]}
+        created = await (
+            await client.post("/webhook-endpoints", json=body, headers=auth)
+        ).get_json()
+        test = await client.post(f"/webhook-endpoints/{created['id']}/test", headers=auth)
+        delivery = (await test.get_json())["id"]
+        pushed = await receive(socket)
+        assert pushed.lstrip().startswith('<div id="webhook-endpoints" class="stack" hx-swap-oob="true">')
+        assert URL in pushed and f'id="delivery-{delivery}"' in pushed
