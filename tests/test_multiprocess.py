@@ -217,6 +217,28 @@ async def test_bank_socket_on_b_sees_deposit_made_on_a(cluster, http) -> None:
 
 
 @pytest.mark.services
+async def test_an_api_key_revoked_on_a_is_refused_by_b_at_once(cluster, http) -> None:
+    """B keeps no key in memory: its very next request with the key is a 401, and a `/ws`
+    socket B holds for the key closes (the revocation crosses Redis)."""
+    a, b = cluster
+    _, auth = await merchant(http, a)
+    created = await call(http, a, "/api-keys", auth, name="ERP", scopes=["account:read"])
+    as_key = {"Authorization": f"Bearer {created['key']}"}
+    assert (await http.get(b.url + "/accounts/me", headers=as_key)).status_code == 200
+    async with websockets.connect(b.ws_url + "/ws") as socket:
+        await receive_until(socket, lambda m: '"conexao"' in m)
+        key = created["key"]
+        await socket.send(f'{{"event": "autenticar", "data": {{"token": "{key}"}}}}')
+        await receive_until(socket, lambda m: '"autenticado"' in m)
+        revoked = await http.delete(f"{a.url}/api-keys/{created['id']}", headers=auth)
+        assert revoked.status_code == 204
+        assert (await http.get(b.url + "/accounts/me", headers=as_key)).status_code == 401
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await receive_until(socket, lambda m: False)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+
+
+@pytest.mark.services
 async def test_concurrent_confirmations_over_both_credit_once(cluster, http) -> None:
     _, auth = await merchant(http, cluster[0])
     payment = await call(http, cluster[1], "/payments/pix", auth, value="321.09")

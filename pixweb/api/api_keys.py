@@ -12,7 +12,6 @@ from quart_schema import tag, validate_request, validate_response
 
 from pixweb.api.openapi import errors, media
 from pixweb.api.security import bearer_required
-from pixweb.api.types import TEXT
 from pixweb.deps import LOGIN_ONLY, current_merchant, get_broker, requires_scope
 from pixweb.models import ApiKey
 from pixweb.services import api_keys
@@ -29,20 +28,25 @@ Scope = Literal[
 ]
 
 
+# Text with something besides spaces (the service trims it) and no control character.
+NAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+
+
 class ApiKeyIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     name: str = Field(
         min_length=1,
         max_length=api_keys.NAME_MAX,
         examples=["Loja virtual"],
-        json_schema_extra=TEXT,
+        json_schema_extra={"pattern": NAME_PATTERN},
     )
-    # Plain strings here, so that the service's error names an unknown scope.
+    # Validated as plain strings, so that the service's error names an unknown scope; the
+    # document lists the scopes.
     scopes: list[str] = Field(
         min_length=1,
         max_length=len(api_keys.SCOPES),
         examples=[["charges:read", "charges:write"]],
-        description=f"Any of: {', '.join(api_keys.SCOPES)}",
+        json_schema_extra={"items": {"type": "string", "enum": list(api_keys.SCOPES)}},
     )
 
 
