@@ -219,5 +219,7 @@ async def test_an_endpoint_the_page_has_not_seen_brings_the_whole_list(
         test = await client.post(f"/webhook-endpoints/{created['id']}/test", headers=auth)
         delivery = (await test.get_json())["id"]
         pushed = await receive(socket)
-        assert pushed.lstrip().startswith('<div id="webhook-endpoints" class="stack" hx-swap-oob="true">')
+        assert pushed.lstrip().startswith(
+            '<div id="webhook-endpoints" class="stack" hx-swap-oob="true">'
+        )
         assert URL in pushed and f'id="delivery-{delivery}"' in pushed
