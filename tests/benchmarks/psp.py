@@ -12,6 +12,7 @@ import ssl
 import subprocess
 import sys
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,44 +33,30 @@ def e2eid(n: int) -> str:
     return f"{E2E_PREFIX}2026{n:020d}"
 
 
-class LeanPsp:
-    """`python -m tests.benchmarks.lean_psp` on a free port, with fresh trustme certificates."""
+class Helper:
+    """A helper process of the benchmark (its own process group), ready once `port` listens."""
 
-    def __init__(self, workdir: Path) -> None:
-        self.folder = workdir / "lean-psp"
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.url = f"https://127.0.0.1:{self.port}"
-        ca = trustme.CA()
-        server = ca.issue_cert("127.0.0.1", "localhost")
-        self.client = ca.issue_cert("loja.bench.example", organization_name="Loja Benchmark")
-        server.cert_chain_pems[0].write_to_path(str(self.folder / "server.pem"))
-        server.private_key_pem.write_to_path(str(self.folder / "server.key"))
-        ca.cert_pem.write_to_path(str(self.folder / "ca.pem"))
-        self.ca_pem = ca.cert_pem.bytes().decode()
-        self.client_pem = "".join(b.bytes().decode() for b in self.client.cert_chain_pems)
-        self.client_key = self.client.private_key_pem.bytes().decode()
+    def __init__(self, folder: Path, command: list[str], port: int) -> None:
+        self.folder, self.command, self.port = folder, command, port
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> LeanPsp:
-        command = [sys.executable, "-m", "tests.benchmarks.lean_psp"]
-        command += ["--port", str(self.port), "--certs", str(self.folder)]
-        log = (self.folder / "psp.log").open("ab")
+    def start(self) -> Helper:
+        log = (self.folder / "process.log").open("ab")
         self.process = subprocess.Popen(
-            command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            self.command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         log.close()
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"lean PSP exited with {self.process.returncode}")
+                raise RuntimeError(f"{self.command[2]} exited with {self.process.returncode}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 return self
             except OSError:
                 time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"lean PSP not listening within {START_TIMEOUT:.0f} s")
+        raise RuntimeError(f"{self.command[2]} not listening within {START_TIMEOUT:.0f} s")
 
     def stop(self) -> None:
         process, self.process = self.process, None
@@ -82,17 +69,44 @@ class LeanPsp:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=STOP_TIMEOUT)
 
-    def __enter__(self) -> LeanPsp:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     def cpu_seconds(self) -> float:
         if self.process is None:
             return 0.0
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def certificates(folder: Path) -> trustme.CA:
+    """A fresh CA, and its server certificate for 127.0.0.1 written into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    server.cert_chain_pems[0].write_to_path(str(folder / "server.pem"))
+    server.private_key_pem.write_to_path(str(folder / "server.key"))
+    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
+    return ca
+
+
+class LeanPsp(Helper):
+    """`python -m tests.benchmarks.lean_psp` on a free port, with fresh trustme certificates."""
+
+    def __init__(self, workdir: Path) -> None:
+        folder, port = workdir / f"lean-psp-{uuid.uuid4().hex[:6]}", free_port()
+        ca = certificates(folder)
+        command = [sys.executable, "-m", "tests.benchmarks.lean_psp"]
+        super().__init__(folder, [*command, "--port", str(port), "--certs", str(folder)], port)
+        self.url = f"https://127.0.0.1:{port}"
+        self.client = ca.issue_cert("loja.bench.example", organization_name="Loja Benchmark")
+        self.ca_pem = ca.cert_pem.bytes().decode()
+        self.client_pem = "".join(b.bytes().decode() for b in self.client.cert_chain_pems)
+        self.client_key = self.client.private_key_pem.bytes().decode()
+
+    def __enter__(self) -> LeanPsp:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def tls(self) -> ssl.SSLContext:
         context = ssl.create_default_context(cadata=self.ca_pem)

@@ -73,6 +73,7 @@ async def steady(
     rate: float,
     calls: list[tuple[bytes, Callable[[], Any]]],
     stop: Callable[[], bool] = lambda: False,
+    expect: int = 200,
 ) -> tuple[list[float], list[str]]:
     """Send each request at `rate` per second (open loop) until `stop()`: seconds from
     sending to its fragment (`arrived()` awaited), and the errors."""
@@ -83,7 +84,7 @@ async def steady(
         started = time.perf_counter()
         try:
             status = await bank.call(request)
-            if status != 200:
+            if status != expect:
                 errors.append(f"HTTP {status}")
                 return
             await asyncio.wait_for(arrived(), PAID_TIMEOUT)
