@@ -2,6 +2,7 @@
 
 `absolute_url` is the one builder of absolute links (on PIXWEB_PUBLIC_URL, never the Host);
 `payment_dict` is a payment's JSON shape (API responses and `?format=json` sockets);
+`webhook_body` is what a merchant's webhook endpoint receives for an outbox event;
 `status_context` feeds `partials/payment_status.html` (page, HTMX and socket pushes);
 `dashboard_context` feeds the dashboard page and its socket's resync.
 """
@@ -12,12 +13,19 @@ from datetime import date
 from typing import Any
 from urllib.parse import urlsplit
 
-from quart import has_request_context, has_websocket_context, request, url_for, websocket
+from quart import (
+    current_app,
+    has_request_context,
+    has_websocket_context,
+    request,
+    url_for,
+    websocket,
+)
 
 from pixweb import money
 from pixweb.config import DEVELOPMENT_PUBLIC_URL, is_loopback_host
 from pixweb.deps import get_config
-from pixweb.models import Merchant, Payment
+from pixweb.models import Merchant, Payment, WebhookEvent
 from pixweb.services import accounts, ledger, notifications, payments
 from pixweb.services.clock import utcnow
 
@@ -47,29 +55,45 @@ def public_base() -> str:
 
 
 def absolute_url(endpoint: str, **values: Any) -> str:
-    """The absolute URL of a route, on the public address (see `public_base`)."""
-    return public_base() + url_for(endpoint, **values)
+    """The absolute URL of a route, on the public address (see `public_base`).
+
+    Outside a request (the webhook delivery worker, in an app context) `url_for` wants a
+    SERVER_NAME; the path then comes from the URL map itself, the host never mattering."""
+    if has_request_context() or has_websocket_context():
+        return public_base() + url_for(endpoint, **values)
+    return public_base() + current_app.url_map.bind("").build(endpoint, values)
 
 
 def payment_dict(payment: Payment) -> dict[str, Any]:
     """Describe a payment as the API does, with absolute links to its QR codes and page."""
-    qr_endpoint = "api_payments.qr_code"
+    return _with_links(payments.payment_data(payment))
+
+
+def _with_links(data: dict[str, Any]) -> dict[str, Any]:
+    """A payment's data (`payments.payment_data`, or an event's copy) with its links."""
+    qr_endpoint, payment_id = "api_payments.qr_code", data["id"]
     return {
-        "id": payment.id,
-        "value": money.format_amount(payment.amount_cents),
-        "description": payment.description,
-        "status": payment.status_at(utcnow()),
-        "bank_payment_id": payment.txid,
-        "brcode": payment.brcode,
+        **data,
         "qr_code": {
-            "png": absolute_url(qr_endpoint, filename=f"{payment.id}.png"),
-            "svg": absolute_url(qr_endpoint, filename=f"{payment.id}.svg"),
+            "png": absolute_url(qr_endpoint, filename=f"{payment_id}.png"),
+            "svg": absolute_url(qr_endpoint, filename=f"{payment_id}.svg"),
         },
-        "payment_url": absolute_url("web_payments.payment_page", payment_id=payment.id),
-        "created_at": payment.created_at,
-        "expires_at": payment.expires_at,
-        "paid_at": payment.paid_at,
+        "payment_url": absolute_url("web_payments.payment_page", payment_id=payment_id),
     }
+
+
+def webhook_body(event: WebhookEvent) -> dict[str, Any]:
+    """The JSON body sent to a merchant's endpoint: `{"id", "type", "created_at", "data"}`.
+
+    A charge.* event's data is the charge as `GET /payments/<id>` shows it: its links are
+    added here, in an app context, on the public address (`absolute_url`)."""
+    data = event.data
+    if event.type.startswith("charge.") and "id" in data:
+        data = _with_links(data)
+    created_at = event.created_at.isoformat()
+    if created_at.endswith("+00:00"):  # as the API writes timestamps (pydantic's RFC 3339)
+        created_at = created_at[:-6] + "Z"
+    return {"id": event.id, "type": event.type, "created_at": created_at, "data": data}
 
 
 def status_context(payment: Payment, *, sandbox: bool, oob: bool = False) -> dict[str, Any]:

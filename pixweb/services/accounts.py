@@ -10,7 +10,7 @@ from pixweb import validation
 from pixweb.broker import Broker
 from pixweb.errors import NotFoundError, UnprocessableError
 from pixweb.models import Merchant, Movement, MovementKind
-from pixweb.services import merchants
+from pixweb.services import merchant_events, merchants
 from pixweb.services.clock import utcnow
 from pixweb.services.events import Outbox
 from pixweb.services.ledger import (
@@ -19,6 +19,7 @@ from pixweb.services.ledger import (
     apply_legs,
     apply_movement,
     get_account,
+    movement_dict,
     once,
     request_hash,
 )
@@ -91,7 +92,7 @@ async def transfer(
             (source, MovementKind.TRANSFERENCIA_ENVIADA, -amount_cents, recipient.name),
             (target, MovementKind.TRANSFERENCIA_RECEBIDA, amount_cents, sender.name),
         ]
-        return await apply_legs(
+        sent, credited = await apply_legs(
             legs,
             outbox=outbox,
             now=utcnow(),
@@ -99,6 +100,10 @@ async def transfer(
             description=description,
             idempotency=idempotency,
         )
+        # Told to the receiving merchant, as its movements list shows the credit.
+        data = movement_dict(credited)
+        await merchant_events.emit(outbox, recipient.id, "transfer.received", data)
+        return sent
 
     fingerprint = request_hash("transfer", recipient.id, amount_cents, description)
     return await once(source, idempotency_key, fingerprint, work, broker=broker)

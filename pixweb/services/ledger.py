@@ -191,16 +191,17 @@ async def apply_legs(
     reference: str,
     description: str | None,
     idempotency: Idempotency,
-) -> Movement:
-    """Move money between accounts; return the first leg's movement (it keeps the key).
+) -> list[Movement]:
+    """Move money between accounts; return the legs' movements in their order (the first
+    leg's keeps the key).
 
     Accounts are updated in id order, the fixed lock order that keeps two opposite
     operations from deadlocking on PostgreSQL.
     """
-    first, kept = legs[0], None
-    for leg in sorted(legs, key=lambda leg: leg[0].id):
-        account, kind, amount, counterpart = leg
-        movement = await apply_movement(
+    moved: dict[int, Movement] = {}
+    for n in sorted(range(len(legs)), key=lambda n: legs[n][0].id):
+        account, kind, amount, counterpart = legs[n]
+        moved[n] = await apply_movement(
             account,
             kind,
             amount,
@@ -209,8 +210,6 @@ async def apply_legs(
             reference=reference,
             counterpart=counterpart,
             description=description,
-            idempotency=idempotency if leg is first else None,
+            idempotency=idempotency if n == 0 else None,
         )
-        kept = movement if leg is first else kept
-    assert kept is not None  # the first leg is always applied
-    return kept
+    return [moved[n] for n in range(len(legs))]

@@ -20,6 +20,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 from tortoise.functions import Count, Sum
 from tortoise.queryset import QuerySet
+from tortoise.transactions import in_transaction
 
 from pixweb import validation
 from pixweb.broker import Broker, Event
@@ -27,10 +28,11 @@ from pixweb.errors import ConflictError, InvalidInputError, NotFoundError
 from pixweb.models import PAID_STATES, Merchant, Payment, PaymentStatus, ReceivedPix
 from pixweb.pix import brcode
 from pixweb.psp.client import PspClient
-from pixweb.services import psp_charges, psp_sandbox
+from pixweb.services import merchant_events, psp_charges, psp_sandbox
 from pixweb.services.clock import utcnow
 from pixweb.services.events import Outbox, account_channel, payment_channel
 from pixweb.services.ledger import request_hash
+from pixweb.services.merchant_events import payment_data as payment_data
 from pixweb.services.psp_clients import PspClients
 
 TXID_ALPHABET = string.ascii_letters + string.digits
@@ -107,19 +109,21 @@ async def create_payment(
             txid=txid,
             description=_brcode_description(merchant.pix_key, description),
         )
-    now = utcnow()
+    now, outbox = utcnow(), Outbox()
     try:
-        payment = await Payment.create(
-            merchant=merchant,
-            amount_cents=amount_cents,
-            description=description,
-            txid=txid,
-            brcode=code,
-            created_at=now,
-            expires_at=now + timedelta(seconds=expires_in),
-            idempotency_key=idempotency_key,
-            request_hash=fingerprint,
-        )
+        async with in_transaction():
+            payment = await Payment.create(
+                merchant=merchant,
+                amount_cents=amount_cents,
+                description=description,
+                txid=txid,
+                brcode=code,
+                created_at=now,
+                expires_at=now + timedelta(seconds=expires_in),
+                idempotency_key=idempotency_key,
+                request_hash=fingerprint,
+            )
+            await merchant_events.charge(outbox, "charge.created", payment)
     except IntegrityError:
         # Lost a race with the same idempotency key: the winner's payment is the answer.
         if idempotency_key:
@@ -127,7 +131,7 @@ async def create_payment(
             if existing:
                 return existing, False
         raise
-    await broker.publish(
+    outbox.add(
         account_channel(merchant.id),
         {
             "type": "payment.created",
@@ -136,6 +140,7 @@ async def create_payment(
             "expires_at": payment.expires_at.isoformat(),
         },
     )
+    await outbox.publish(broker)
     return payment, True
 
 
@@ -318,13 +323,16 @@ async def cancel_payment(
     now = utcnow()
     if clients is not None:
         await _remove_cob(payment_id, merchant_id, clients, now)
-    updated = await Payment.filter(
-        id=payment_id, merchant_id=merchant_id, status=PaymentStatus.PENDING, expires_at__gt=now
-    ).update(status=PaymentStatus.CANCELLED)
-    payment = await get_payment(payment_id, merchant_id=merchant_id)
+    outbox = Outbox()
+    async with in_transaction():
+        updated = await Payment.filter(
+            id=payment_id, merchant_id=merchant_id, status=PaymentStatus.PENDING, expires_at__gt=now
+        ).update(status=PaymentStatus.CANCELLED, cancelled_at=now)
+        payment = await get_payment(payment_id, merchant_id=merchant_id)
+        if updated:
+            await merchant_events.charge(outbox, "charge.cancelled", payment)
     if not updated:
         raise ConflictError(f"payment is {payment.status_at(now)}, only pending can be cancelled")
-    outbox = Outbox()
     status_event(payment, outbox)
     await outbox.publish(broker)
     return payment

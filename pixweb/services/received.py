@@ -31,8 +31,9 @@ from pixweb.models import (
     PixOutcome,
     PixSource,
     ReceivedPix,
+    WebhookEndpoint,
 )
-from pixweb.services import ledger, payments, psp_charges
+from pixweb.services import ledger, merchant_events, payments, psp_charges
 from pixweb.services.clock import utcnow
 from pixweb.services.events import Outbox, account_channel
 
@@ -70,13 +71,20 @@ def mask_document(document: str | None) -> str | None:
 
 
 async def mark_paid(
-    payment: Payment, now: datetime, end_to_end_id: str | None, *, unexpired: bool = True
+    payment: Payment,
+    now: datetime,
+    end_to_end_id: str | None,
+    *,
+    outbox: Outbox,
+    unexpired: bool = True,
+    endpoints: list[WebhookEndpoint] | None = None,
 ) -> bool:
     """Pending (and unexpired, unless told) -> paid, as one conditional UPDATE: true for
-    the one winner.
+    the one winner, which records charge.paid (in the caller's transaction).
 
     The winner's `payment` then holds what it wrote, so the paid announcement built from
     it (`status_event`) carries the state a page renders, whichever path settled it.
+    `endpoints` (`merchant_events.endpoints_of`) saves a read when the caller has them.
     """
     query = Payment.filter(id=payment.id, status=PaymentStatus.PENDING)
     if unexpired:
@@ -90,6 +98,7 @@ async def mark_paid(
     if updated:
         payment.status, payment.paid_at = PaymentStatus.PAID, now
         payment.end_to_end_id = end_to_end_id
+        await merchant_events.charge(outbox, "charge.paid", payment, endpoints=endpoints)
     return bool(updated)
 
 
@@ -193,7 +202,10 @@ async def _record(
 ) -> ReceivedPix:
     """Decide the outcome, credit the merchant and write the record (in a transaction)."""
     now, amount = utcnow(), fields["amount_cents"]
-    outcome = await _outcome(payment, fields["txid"], amount, now, _payment_e2e(end_to_end_id))
+    # One read of the merchant's webhook endpoints for both events (charge.paid, pix.received).
+    endpoints = await merchant_events.endpoints_of(fields["merchant_id"])
+    e2e = _payment_e2e(end_to_end_id)
+    outcome = await _outcome(payment, fields["txid"], amount, now, e2e, outbox, endpoints)
     account = await ledger.get_account(fields["merchant_id"])
     matched = outcome == PixOutcome.MATCHED
     reason = "" if matched else _reason(outcome, payment)
@@ -220,15 +232,25 @@ async def _record(
         payments.status_event(payment, outbox)
     else:
         await _tell(record, f"Pix de {money.format_brl(amount)} recebido {reason}", outbox)
+    data = received_dict(record)
     outbox.add(
         account_channel(record.merchant_id),
-        {"type": "pix.received", "merchant_id": record.merchant_id, "pix": received_dict(record)},
+        {"type": "pix.received", "merchant_id": record.merchant_id, "pix": data},
+    )
+    await merchant_events.emit(
+        outbox, record.merchant_id, "pix.received", data, endpoints=endpoints
     )
     return record
 
 
 async def _outcome(
-    payment: Payment | None, txid: str | None, amount: int, now: datetime, e2e: str | None
+    payment: Payment | None,
+    txid: str | None,
+    amount: int,
+    now: datetime,
+    e2e: str | None,
+    outbox: Outbox,
+    endpoints: list[WebhookEndpoint],
 ) -> PixOutcome:
     if txid is None:
         return PixOutcome.NO_TXID
@@ -236,7 +258,7 @@ async def _outcome(
         return PixOutcome.UNKNOWN_TXID
     if amount != payment.amount_cents:
         return PixOutcome.AMOUNT_MISMATCH
-    if await mark_paid(payment, now, e2e):
+    if await mark_paid(payment, now, e2e, outbox=outbox, endpoints=endpoints):
         return PixOutcome.MATCHED
     await payment.refresh_from_db()  # someone else settled or changed it: what is it now?
     return PixOutcome.DUPLICATE if payment.status in PAID_STATES else PixOutcome.LATE
@@ -331,7 +353,8 @@ async def _attach(
         if payment is None:
             raise NotFoundError("payment not found")
         now = utcnow()
-        if not await mark_paid(payment, now, _payment_e2e(record.end_to_end_id), unexpired=False):
+        e2e = _payment_e2e(record.end_to_end_id)
+        if not await mark_paid(payment, now, e2e, outbox=outbox, unexpired=False):
             await payment.refresh_from_db()
             raise ConflictError(f"payment is {payment.status_at(now)} and cannot take this Pix")
         record.original_outcome, record.outcome = record.outcome, PixOutcome.MATCHED

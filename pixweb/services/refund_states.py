@@ -42,7 +42,7 @@ from pixweb.psp.schemas import (
     centavos,
     valor_from_centavos,
 )
-from pixweb.services import ledger
+from pixweb.services import ledger, merchant_events
 from pixweb.services.clock import utcnow
 from pixweb.services.events import Outbox, account_channel, payment_channel
 
@@ -160,14 +160,21 @@ async def _refunded(refund: Refund, now: datetime, outbox: Outbox) -> None:
     """A refund made: its charge (if it was the charge's Pix) says how much went back."""
     text = f"Devolução de {money.format_brl(refund.amount_cents)} concluída"
     await _tell(refund, text, now, outbox)
+    endpoints = await merchant_events.endpoints_of(refund.merchant_id)
+    await merchant_events.emit(
+        outbox, refund.merchant_id, "refund.succeeded", refund_dict(refund), endpoints=endpoints
+    )
     if refund.payment_id is None:
         return
     query = Payment.filter(id=refund.payment_id)
     await query.update(refunded_cents=F("refunded_cents") + refund.amount_cents)
     payment = await query.get()
+    was = payment.status
     whole = payment.refunded_cents >= payment.amount_cents
     payment.status = PaymentStatus.REFUNDED if whole else PaymentStatus.PARTIALLY_REFUNDED
     await query.update(status=payment.status)
+    if payment.status != was:  # a second partial refund leaves the charge as it was
+        await merchant_events.charge(outbox, "charge.refunded", payment, endpoints=endpoints)
     # No "status" key: a room reads the charge back (its refunded amount with it) rather
     # than apply the event (payments.apply_status_event).
     event = {
@@ -184,6 +191,7 @@ async def _refunded(refund: Refund, now: datetime, outbox: Outbox) -> None:
 async def _failed(refund: Refund, now: datetime, outbox: Outbox) -> None:
     """A refund not made: its amount comes back to the balance (once: the caller won the
     refund's conditional UPDATE)."""
+    await merchant_events.emit(outbox, refund.merchant_id, "refund.failed", refund_dict(refund))
     if refund.movement_id is None:
         return  # seen only once it had failed: no money had left
     account = await ledger.get_account(refund.merchant_id)
@@ -333,6 +341,10 @@ async def _record_seen(record: ReceivedPix, answer: Devolucao, broker: Broker) -
                 settled_at=None if made else (answer.horario.liquidacao or now),
                 movement_id=movement.id if movement else None,
             )
+            if not made:  # reported when already failed: it never was in process
+                await merchant_events.emit(
+                    outbox, record.merchant_id, "refund.failed", refund_dict(refund)
+                )
     except IntegrityError:  # recorded meanwhile by the poll or another delivery
         return await Refund.get(received_pix_id=record.id, devolucao_id=answer.id)
     await outbox.publish(broker)

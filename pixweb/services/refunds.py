@@ -252,7 +252,7 @@ async def _record(
             (account, MovementKind.ESTORNO, -amount, None),
             (payer_account, MovementKind.ESTORNO, amount, None),
         ]
-        movement = await ledger.apply_legs(
+        movement, _ = await ledger.apply_legs(
             legs,
             outbox=outbox,
             now=now,

@@ -227,7 +227,7 @@ async def pay_brcode(
             raise UnprocessableError("cannot pay your own charge", fields={"brcode": "your own"})
         now = utcnow()
         # Row order: the payment, then accounts by id (as transfers), so no deadlock.
-        if not await received.mark_paid(payment, now, None):
+        if not await received.mark_paid(payment, now, None, outbox=outbox):
             await payment.refresh_from_db()
             raise ConflictError(f"payment is {payment.status_at(now)} and cannot be paid")
         target = await ledger.get_account(payment.merchant_id)
@@ -235,7 +235,7 @@ async def pay_brcode(
             (source, MovementKind.PAGAMENTO, -payment.amount_cents, payment.merchant.name),
             (target, MovementKind.PIX_RECEBIDO, payment.amount_cents, payer.name),
         ]
-        movement = await ledger.apply_legs(
+        movement, _ = await ledger.apply_legs(
             legs,
             outbox=outbox,
             now=now,
