@@ -57,6 +57,7 @@ from pixweb.netguard import UrlPolicy
 from pixweb.psp.sandbox import routes as sandbox_psp
 from pixweb.services import merchants
 from pixweb.services.delivery import DeliveryWorker, event_body
+from pixweb.services.expiry import ExpiryJob
 from pixweb.services.psp_clients import PspClients
 from pixweb.services.reconcile import ReconcileJob
 from pixweb.services.webhook_sender import Sender
@@ -265,6 +266,7 @@ def _init_lifecycle(app: Quart, config: Config) -> None:
         broker=app.extensions[BROKER_KEY],
         metrics=app.extensions[METRICS_KEY],
     )
+    expiry_job = ExpiryJob(broker=app.extensions[BROKER_KEY])
 
     delivery: DeliveryWorker | None = None
 
@@ -276,6 +278,8 @@ def _init_lifecycle(app: Quart, config: Config) -> None:
             await db.apply_migrations(config.database_url)
         if config.reconcile_seconds:
             reconciliation.start()
+        if not config.testing:  # a test runs its passes itself (services.expiry.sweep)
+            expiry_job.start()
         if config.deliver_webhooks:
             delivery = _delivery_worker(app, config)
             delivery.start()
@@ -283,6 +287,7 @@ def _init_lifecycle(app: Quart, config: Config) -> None:
     @app.after_serving
     async def close_resources() -> None:
         await reconciliation.stop()
+        await expiry_job.stop()
         if delivery is not None:
             await delivery.stop()
         await app.extensions[PSP_CLIENTS_KEY].aclose()

@@ -1,4 +1,4 @@
-"""The `pixweb` command: run, serve, migrate, merchant, reconcile, brcode."""
+"""The `pixweb` command: run, serve, migrate, merchant, reconcile, expire, brcode."""
 
 from __future__ import annotations
 
@@ -241,6 +241,29 @@ def reconcile(email: str | None, since: str | None) -> None:
             f", checkpoint {until}{f': {run.error}' if run.error else ''}"
         )
     sys.exit(1 if any(run.status == service.RunStatus.FAILED for run, _ in runs) else 0)
+
+
+@main.command()
+def expire() -> None:
+    """Record the expiry of every pending charge past its due time and send charge.expired,
+    once each (one pass, as every server process does every few seconds)."""
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    count = _with_database(lambda: _expire(config))
+    click.echo(f"{count} expired charge(s) recorded")
+
+
+async def _expire(config: Config) -> int:
+    from pixweb.broker import make_broker
+    from pixweb.services import expiry
+
+    broker = make_broker(config.broker_url)  # Redis: the servers' delivery workers wake up
+    try:
+        return await expiry.sweep(broker=broker)
+    finally:
+        await broker.close()
 
 
 def _moment(text: str) -> datetime:
