@@ -4,15 +4,10 @@ CPU: py-spy (`pip install py-spy`) samples the serving processes while a phase r
 only the samples of the thread holding the GIL (`--gil`: busy Python time, idle waits left
 out), into collapsed stacks (`DIR/<phase>-<pid>.txt`, flamegraph-ready); `summary()` turns
 them into the hottest functions (self and inclusive) and the share of each library.
-Memory: a server started through `tests.benchmarks.traced_server` runs with tracemalloc and
-writes its allocation growth by source line when it receives SIGUSR1.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
 import shutil
 import signal
 import subprocess
@@ -38,7 +33,6 @@ class Profiler:
     def __init__(self, folder: Path | None) -> None:
         self.folder = folder
         self.phases: list[tuple[str, list[Path]]] = []
-        self.memory: list[tuple[str, dict[str, Any]]] = []
         self.binary = py_spy() if folder else None
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
@@ -74,10 +68,6 @@ class Profiler:
                     recorder.wait(timeout=5)
             self.phases.append((name, [p for p in outputs if p.exists()]))
 
-    def memory_growth(self, name: str, growth: dict[str, Any] | None) -> None:
-        if growth is not None:
-            self.memory.append((name, growth))
-
     def summary(self, top: int = 12) -> str:
         """Markdown: per phase, the hottest functions and libraries (% of sampled busy time)."""
         parts = []
@@ -89,8 +79,6 @@ class Profiler:
                     if frames and count.isdigit():
                         stacks[tuple(_function(f) for f in frames.split(";"))] += int(count)
             parts.append(_phase_summary(name, stacks, top))
-        for name, growth in self.memory:
-            parts.append(_memory_summary(name, growth, top))
         return "\n\n".join(parts)
 
 
@@ -147,34 +135,3 @@ def _phase_summary(name: str, stacks: Counter[tuple[str, ...]], top: int) -> str
     lines += [*rows(inclusive, skip=True), ""]
     lines += ["| self | library |", "|---:|---|", *rows(libraries)]
     return "\n".join(lines)
-
-
-def _memory_summary(name: str, growth: dict[str, Any], top: int) -> str:
-    lines = [
-        f"### {name}: Python allocations (tracemalloc) grew by "
-        f"{growth['total_growth'] / 2**20:.1f} MiB in {growth['blocks_growth']:,} blocks",
-        "",
-        "| growth | blocks | source line |",
-        "|---:|---:|---|",
-    ]
-    for where, size, count in growth["top"][:top]:
-        lines.append(f"| {size / 2**20:.2f} MiB | {count:,} | `{where}` |")
-    return "\n".join(lines)
-
-
-# -- tracemalloc in the server (see traced_server.py) ----------------------------------------
-
-
-async def request_snapshot(pid: int, folder: Path, number: int, within: float = 120.0) -> Any:
-    """SIGUSR1 the traced server; wait for its `growth-<number>.json` (or None)."""
-    target = folder / f"growth-{number}.json"
-    os.kill(pid, signal.SIGUSR1)
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if target.exists():
-            try:
-                return json.loads(target.read_text())
-            except ValueError:
-                pass  # still being written
-        await asyncio.sleep(0.2)
-    return None

@@ -26,6 +26,8 @@ START_TIMEOUT = 20.0
 STOP_TIMEOUT = 5.0
 CLIENT_ID = "pixweb-bench"
 CLIENT_SECRET = "bench-psp-secret"
+# When every delivered Pix was "received": the same in the delivery and the PSP's answer.
+HORARIO = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 E2E_PREFIX = "E87654321"  # the webhook deliveries' Pix; the listing's start with E12345678
 
 
@@ -151,6 +153,6 @@ def pix_item(n: int, payment: dict[str, Any], chave: str) -> dict[str, Any]:
         "endToEndId": e2eid(n),
         "txid": payment["bank_payment_id"],
         "valor": payment["value"],
-        "horario": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "horario": HORARIO,
         "chave": chave,
     }

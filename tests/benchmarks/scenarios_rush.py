@@ -50,6 +50,10 @@ class Bank:
         self.url = url
         self.idle: list[Connection] = []
 
+    async def warm(self, count: int) -> None:
+        """Open `count` connections now (one opened during a storm waits in the backlog)."""
+        self.idle += await asyncio.gather(*(connect(self.url) for _ in range(count)))
+
     async def call(self, request: bytes) -> int:
         connection = self.idle.pop() if self.idle else await connect(self.url)
         try:
@@ -150,6 +154,7 @@ async def _storm(
     meter = CpuMeter(server)
     await steady(bank, rate, calm)
     per_confirmation = meter.stop().server / len(calm)
+    await bank.warm(BANK_CONNECTIONS)
     for sock in crowd:
         sock.abort()
     await asyncio.sleep(2.0)  # the server closes its side: not part of the storm
@@ -203,6 +208,7 @@ async def _rush(
         (intake_request(server, hook_path, item), lambda s=sock: asyncio.shield(s.paid))
         for item, sock in zip(items, crowd, strict=False)
     ]
+    await bank.warm(BANK_CONNECTIONS)
     meter = CpuMeter(server, psp)
     with ctx.profiler.phase("checkout rush", server.worker_pids()):
         latencies, errors = await steady(bank, sizes.rush_rate, calls)

@@ -36,8 +36,9 @@ class Server(process.Server):
     """`pixweb serve --workers N` as production runs it, in `workdir/name`.
 
     The process is tests/server.py's (the e2e tests start theirs there too); this only picks
-    the benchmark's configuration: production (no access log on stdout), the broker, and
-    tracemalloc (profiling.py, one worker) or the floor app (not pixweb: nothing to migrate).
+    the benchmark's configuration: production (no access log on stdout), the broker, BENCH_ENV
+    and `env`, and another module when asked: the floor app (not pixweb: nothing to migrate)
+    or trusting_server.py.
     """
 
     def __init__(
@@ -48,20 +49,17 @@ class Server(process.Server):
         workers: int = 1,
         database_url: str | None = None,
         broker_url: str = "memory://",
-        traced_dir: Path | None = None,
         module: str = "pixweb.cli",
         env: dict[str, str] | None = None,
     ) -> None:
         env = {"PIXWEB_BROKER_URL": broker_url, **BENCH_ENV, **(env or {})}
-        if traced_dir is not None:
-            env["PIXWEB_BENCH_SNAPSHOT_DIR"] = str(traced_dir)
         super().__init__(
             workdir / name,
             workers=workers,
             environment="production",
             database_url=database_url,
             env=env,
-            module="tests.benchmarks.traced_server" if traced_dir else module,
+            module=module,
             migrate=module != FLOOR_MODULE,
             secret_key=SECRET_KEY,
             webhook_secret=WEBHOOK_SECRET,
