@@ -163,13 +163,17 @@ async def test_every_authenticated_json_route_declares_and_enforces_a_scope(
     from pixweb.deps import LOGIN_ONLY, SCOPE_ATTRIBUTE
     from pixweb.services import api_keys
 
-    keys = {}
-    for scope in api_keys.SCOPES:  # for each scope, a key with every other one
-        others = [other for other in api_keys.SCOPES if other != scope]
-        body = {"name": f"sem {scope}", "scopes": others}
-        keys[scope] = (await (await client.post("/api-keys", json=body, headers=auth)).get_json())[
-            "key"
-        ]
+    async def key(*scopes: str) -> str:
+        body = {"name": "chave", "scopes": list(scopes)}
+        return str(
+            (await (await client.post("/api-keys", json=body, headers=auth)).get_json())["key"]
+        )
+
+    # For each scope, a key with every other one; and one with them all.
+    keys = {
+        s: await key(*(other for other in api_keys.SCOPES if other != s)) for s in api_keys.SCOPES
+    }
+    every = {"Authorization": f"Bearer {await key(*api_keys.SCOPES)}"}
     spec = await (await client.get("/openapi.json")).get_json()
     checked = 0
     for rule in app.url_map.iter_rules():
@@ -190,5 +194,11 @@ async def test_every_authenticated_json_route_declares_and_enforces_a_scope(
             assert response.status_code == 403, f"{method} {rule.rule} answered"
             detail = (await response.get_json())["detail"]
             assert scope in detail or scope == LOGIN_ONLY, (rule.rule, detail)
+            # With the scope, the key gets past the guards (to the body or the lookup).
+            response = await client.open(
+                _sample_url(rule.rule), method=method, data=b"not json", headers=every
+            )
+            allowed = response.status_code != 403
+            assert allowed is (scope != LOGIN_ONLY), f"{method} {rule.rule}: {response.status_code}"
             checked += 1
     assert checked >= 25

@@ -16,6 +16,7 @@ from quart.typing import TestClientProtocol as Client
 
 from pixweb.app import create_app
 from pixweb.config import Config
+from pixweb.errors import InsufficientScopeError
 from pixweb.models import ApiKey, Merchant
 from pixweb.services import api_keys
 from pixweb.services.clock import utcnow
@@ -287,3 +288,21 @@ async def test_the_bank_socket_refuses_a_key_without_account_read(
     async with client.websocket("/ws") as socket:
         answer = await _authenticate(socket, revoked["key"])
         assert answer == {"event": "erro", "data": {"mensagem": "Token inválido ou expirado"}}
+
+
+async def test_a_bearer_route_that_declares_no_scope_refuses_keys(
+    app: Quart, client: Client, auth: Headers
+) -> None:
+    """A forgotten `requires_scope` fails closed: the logged-in token passes, a key does not."""
+    from pixweb.api.security import bearer_required
+
+    @bearer_required
+    async def undeclared() -> str:
+        return "ok"
+
+    created = await make_key(client, auth, *ALL)
+    async with app.test_request_context("/x", headers=auth):
+        assert await undeclared() == "ok"
+    async with app.test_request_context("/x", headers=key_auth(created)):
+        with pytest.raises(InsufficientScopeError, match="logged-in merchant"):
+            await undeclared()
