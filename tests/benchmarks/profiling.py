@@ -47,7 +47,7 @@ class Profiler:
         recorders = []
         outputs = []
         for pid in pids:
-            raw = self.folder / f"{name}-{pid}.txt"
+            raw = self.folder / f"{name.replace('/', '_')}-{pid}.txt"
             command = [self.binary, "record", "--pid", str(pid), "--rate", str(PY_SPY_RATE)]
             command += ["--gil", "--format", "raw", "--output", str(raw)]
             recorders.append(

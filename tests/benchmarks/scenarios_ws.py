@@ -183,7 +183,7 @@ async def _at_ten_thousand(
     sockets_b = await open_sockets([url(p) for p in watched[1]])
     held += sockets_b
     meter = CpuMeter(server)
-    with ctx.profiler.phase("confirm one by one (seed), 10,000 idle", server.worker_pids()):
+    with ctx.profiler.phase(f"confirm one by one (seed), {idle}", server.worker_pids()):
         requests = [seed_request(server, p) for p in watched[1]]
         seed = await confirm_each(server.url, list(zip(requests, sockets_b, strict=True)))
     rows = [latency_row(ctx, f"then {idle}", seed, meter.stop(), "idle")]
