@@ -10,11 +10,12 @@ import asyncio
 from websockets.asyncio.client import ClientConnection
 
 from tests.benchmarks.client import close_now, open_sockets
+from tests.benchmarks.confirmations import confirm_each, crowd_arrivals, ms
 from tests.benchmarks.context import Context
 from tests.benchmarks.crowd import CrowdSocket, open_crowd
 from tests.benchmarks.loadgen import raw_request
 from tests.benchmarks.scenarios_http import CONCURRENCY, measured
-from tests.benchmarks.scenarios_ws import SETTLE, confirm_each, crowd_arrivals, ms
+from tests.benchmarks.scenarios_ws import SETTLE
 from tests.benchmarks.servers import FLOOR_MODULE, Server
 
 

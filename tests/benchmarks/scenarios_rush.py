@@ -28,12 +28,12 @@ from tests.benchmarks.client import (
     payment_socket_url,
     wait_for_paid,
 )
+from tests.benchmarks.confirmations import intake_request, ms, payments_of, seed_request
 from tests.benchmarks.context import Context
 from tests.benchmarks.crowd import CrowdSocket, open_crowd
 from tests.benchmarks.loadgen import Connection, connect
 from tests.benchmarks.measure import CpuMeter
 from tests.benchmarks.report import Row
-from tests.benchmarks.scenarios_ws import intake_request, ms, payments_of, seed_request
 from tests.benchmarks.servers import Server
 
 STORM_SECONDS, STORM_CPU_MS, STORM_P99_MS = 10.0, 2.0, 50.0

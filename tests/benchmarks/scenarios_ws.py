@@ -15,8 +15,6 @@ The floor's numbers (scenarios_floor.py, measured first) give the ratios.
 from __future__ import annotations
 
 import asyncio
-import json
-import time
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection
@@ -24,18 +22,23 @@ from websockets.asyncio.client import ClientConnection
 from tests.benchmarks import psp as lean
 from tests.benchmarks.client import (
     close_now,
-    confirmation,
     create_payment,
     http_client,
     merchant,
     open_sockets,
     payment_socket_url,
     percentile,
-    wait_for_paid,
+)
+from tests.benchmarks.confirmations import (
+    confirm_each,
+    crowd_arrivals,
+    intake_request,
+    ms,
+    payments_of,
+    seed_request,
 )
 from tests.benchmarks.context import Context
-from tests.benchmarks.crowd import CrowdSocket, open_crowd, paid_arrivals
-from tests.benchmarks.loadgen import connect, raw_request
+from tests.benchmarks.crowd import CrowdSocket, open_crowd
 from tests.benchmarks.measure import CpuMeter, CpuShare
 from tests.benchmarks.report import Row
 from tests.benchmarks.servers import Server
@@ -43,56 +46,8 @@ from tests.benchmarks.servers import Server
 TARGET_P50_MS, TARGET_P99_MS = 2.5, 5.0
 TARGET_INTAKE_RATIO = 2.0
 TARGET_FANOUT_RATIO, TARGET_RSS_RATIO = 1.3, 1.15
-CROWD_TIMEOUT = 120.0
 SETTLE = 1.0  # seconds for transient garbage to go before reading RSS
 MB, KB = 1e6, 1e3
-
-
-async def payments_of(http: Any, token: str, n: int) -> list[dict[str, Any]]:
-    gate = asyncio.Semaphore(8)
-
-    async def one() -> dict[str, Any]:
-        async with gate:
-            return await create_payment(http, token)
-
-    return list(await asyncio.gather(*(one() for _ in range(n))))
-
-
-async def confirm_each(url: str, watched: list[tuple[bytes, ClientConnection]]) -> list[float]:
-    """Send each request in turn; seconds from just before sending to its paid fragment."""
-    latencies = []
-    bank = await connect(url)
-    try:
-        for request, ws in watched:
-            if bank.closing:
-                bank.transport.close()
-                bank = await connect(url)
-            started = time.perf_counter()
-            post = asyncio.create_task(bank.call(request))
-            await wait_for_paid(ws)
-            latencies.append(time.perf_counter() - started)
-            status, body = await post
-            if status != 200:
-                raise RuntimeError(f"confirmation answered {status}: {body[:200]!r}")
-    finally:
-        bank.transport.close()
-    return latencies
-
-
-def seed_request(server: Server, payment: dict[str, Any]) -> bytes:
-    body, headers = confirmation(payment)
-    return raw_request(server.url, "POST", "/payments/pix/confirmation", body, headers)
-
-
-def intake_request(server: Server, hook_path: str, item: dict[str, Any]) -> bytes:
-    """The PSP's standard webhook delivery of one Pix (pixweb reads it back)."""
-    body = json.dumps({"pix": [item]}).encode()
-    headers = {"Content-Type": "application/json"}
-    return raw_request(server.url, "POST", f"{hook_path}/pix", body, headers)
-
-
-def ms(latencies: list[float], pct: float) -> float:
-    return percentile(latencies, pct) * 1000
 
 
 def latency_row(
@@ -138,25 +93,12 @@ async def sockets(ctx: Context, wanted: set[str]) -> list[Row]:
                     server.url, list(zip(requests, sockets_a, strict=True))
                 )
             rows.append(latency_row(ctx, "one socket", latencies, meter.stop(), "one"))
-            idle = 0
-            for checkpoint in sizes.checkpoints:
-                last = checkpoint == sizes.checkpoints[2]
-                urls = [
-                    url(crowd_payment if last else idle_payments[i % len(idle_payments)])
-                    for i in range(idle, checkpoint)
-                ]
-                meter = CpuMeter(server)
-                with ctx.profiler.phase(f"open {len(urls):,} sockets", server.worker_pids()):
-                    if last:
-                        crowd = await open_crowd(urls, ctx.open_concurrency)
-                    else:
-                        held += await open_sockets(urls, ctx.open_concurrency)
-                share = meter.stop()
-                idle = checkpoint
+            crowd, share, opened = await _open_idle(ctx, server, idle_payments, crowd_payment, held)
+            idle = sizes.checkpoints[2]
             await asyncio.sleep(SETTLE)
             rss = server.rss_bytes()
             if "5" in wanted:
-                rows.append(rss_row(ctx, idle, rss, baseline, share, len(urls)))
+                rows.append(rss_row(ctx, idle, rss, baseline, share, opened))
             rows += await _at_ten_thousand(ctx, server, psp, hook_path, watched, chave, held)
             if "5" in wanted:
                 with ctx.profiler.phase("confirm the crowd payment", server.worker_pids()):
@@ -166,6 +108,36 @@ async def sockets(ctx: Context, wanted: set[str]) -> list[Row]:
             for sock in crowd:
                 sock.abort()
     return rows
+
+
+async def _open_idle(
+    ctx: Context,
+    server: Server,
+    payments: list[dict[str, Any]],
+    crowd_payment: dict[str, Any],
+    held: list[ClientConnection],
+) -> tuple[list[CrowdSocket], CpuShare, int]:
+    """Idle sockets up to each checkpoint, the last ones all on the crowd payment: the
+    crowd, and the CPU share and count of the last checkpoint's openings."""
+    idle, checkpoints = 0, ctx.sizes.checkpoints
+    crowd: list[CrowdSocket] = []
+    for checkpoint in checkpoints:
+        last = checkpoint == checkpoints[2]
+        urls = [
+            payment_socket_url(
+                server.ws_url, crowd_payment if last else payments[i % len(payments)]
+            )
+            for i in range(idle, checkpoint)
+        ]
+        meter = CpuMeter(server)
+        with ctx.profiler.phase(f"open {len(urls):,} sockets", server.worker_pids()):
+            if last:
+                crowd = await open_crowd(urls, ctx.open_concurrency)
+            else:
+                held += await open_sockets(urls, ctx.open_concurrency)
+        share = meter.stop()
+        idle = checkpoint
+    return crowd, share, len(urls)
 
 
 async def _at_ten_thousand(
@@ -253,18 +225,3 @@ async def _crowd(
         notes=f"{others:,} other sockets open; {failed} sockets without the fragment; "
         f"confirmation answered {status}; {meter.stop().describe()}",
     )
-
-
-async def crowd_arrivals(
-    url: str, request: bytes, crowd: list[CrowdSocket]
-) -> tuple[list[float], int, int]:
-    """Send `request`: seconds from sending it to each socket's paid fragment, the sockets
-    without it, the answer's status."""
-    bank = await connect(url)
-    try:
-        started = time.perf_counter()
-        status, _ = await bank.call(request)
-        arrivals = await paid_arrivals(crowd, started, CROWD_TIMEOUT)
-    finally:
-        bank.transport.close()
-    return arrivals, len(crowd) - len(arrivals), status
