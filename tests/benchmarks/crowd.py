@@ -28,8 +28,9 @@ OPEN_TIMEOUT = 30.0
 class CrowdSocket(asyncio.Protocol):
     """One payer's socket: opened once the pending status arrives, `paid_at` when paid."""
 
-    def __init__(self, handshake: bytes) -> None:
-        self.handshake = handshake
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.handshake = _handshake(url)
         self.transport: asyncio.WriteTransport | None = None
         self.buffer = bytearray()
         self.upgraded = False
@@ -99,30 +100,42 @@ def _handshake(url: str) -> bytes:
     ).encode()
 
 
-async def open_crowd(urls: Sequence[str], concurrency: int = 200) -> list[CrowdSocket]:
-    """Open one socket per URL, each once its pending status has arrived."""
+async def open_crowd(
+    urls: Sequence[str],
+    concurrency: int = 200,
+    *,
+    within: float = OPEN_TIMEOUT,
+    failures: list[BaseException] | None = None,
+) -> list[CrowdSocket]:
+    """Open one socket per URL, each once its pending status has arrived (within `within`
+    seconds of its connect). Any failure raises, unless a `failures` list collects them."""
     loop = asyncio.get_running_loop()
     gate = asyncio.Semaphore(concurrency)
 
     async def one(url: str) -> CrowdSocket:
         parts = urlsplit(url)
         host, port = parts.hostname or "127.0.0.1", parts.port or 80
+        sock: CrowdSocket | None = None
         async with gate:
-            _, sock = await loop.create_connection(lambda: CrowdSocket(_handshake(url)), host, port)
             try:
-                await asyncio.wait_for(asyncio.shield(sock.opened), OPEN_TIMEOUT)
+                async with asyncio.timeout(within):
+                    _, sock = await loop.create_connection(lambda: CrowdSocket(url), host, port)
+                    await asyncio.shield(sock.opened)
             except BaseException:
-                sock.abort()
+                if sock is not None:
+                    sock.abort()
                 raise
             return sock
 
     results = await asyncio.gather(*(one(u) for u in urls), return_exceptions=True)
     sockets = [r for r in results if isinstance(r, CrowdSocket)]
-    failures = [r for r in results if not isinstance(r, CrowdSocket)]
-    if failures:
+    failed = [r for r in results if not isinstance(r, CrowdSocket)]
+    if failures is not None:
+        failures += failed
+    elif failed:
         for sock in sockets:
             sock.abort()
-        raise RuntimeError(f"{len(failures)} of {len(urls)} crowd sockets failed: {failures[0]!r}")
+        raise RuntimeError(f"{len(failed)} of {len(urls)} crowd sockets failed: {failed[0]!r}")
     return sockets
 
 

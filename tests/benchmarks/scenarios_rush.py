@@ -38,7 +38,7 @@ from tests.benchmarks.servers import Server
 
 STORM_SECONDS, STORM_CPU_MS, STORM_P99_MS = 10.0, 2.0, 50.0
 RUSH_P99_MS = 25.0
-STORM_TIMEOUT = 180.0
+STORM_TIMEOUT = 60.0  # per socket: connect, handshake, current state
 PAID_TIMEOUT = 30.0
 BANK_CONNECTIONS = 32
 
@@ -55,6 +55,9 @@ class Bank:
         self.idle += await asyncio.gather(*(connect(self.url) for _ in range(count)))
 
     async def call(self, request: bytes) -> int:
+        # the server closes keep-alive connections idle for 5 s (hypercorn's default)
+        while self.idle and self.idle[-1].transport.is_closing():
+            self.idle.pop()
         connection = self.idle.pop() if self.idle else await connect(self.url)
         try:
             status, _ = await connection.call(request)
@@ -162,26 +165,32 @@ async def _storm(
     meter = CpuMeter(server)
     started = time.perf_counter()
     flowing = asyncio.create_task(steady(bank, rate, calls[len(calm) :], lambda: done))
+    failures: list[BaseException] = []
     with ctx.profiler.phase("reconnect storm", server.worker_pids()):
         try:
-            async with asyncio.timeout(STORM_TIMEOUT):
-                reopened = await open_crowd(urls, ctx.storm_concurrency)
+            reopened = await open_crowd(
+                urls, ctx.storm_concurrency, within=STORM_TIMEOUT, failures=failures
+            )
         finally:
             back = time.perf_counter() - started
             done = True
             latencies, errors = await flowing
     share = meter.stop()
     sent = len(latencies) + len(errors)
-    cpu_ms = max(share.server - per_confirmation * sent, 0.0) / len(urls) * 1000
+    cpu_ms = max(share.server - per_confirmation * sent, 0.0) / max(len(reopened), 1) * 1000
     p99 = ms(latencies, 99)
     row = Row(
         f"2. reconnect storm: {len(urls):,} payer pages (own charge each) reconnect at once",
-        f"all back in {back:.1f} s; {cpu_ms:.1f} ms server CPU per open; confirmations "
-        f"during it p99 {p99:.1f} ms",
+        f"{len(reopened):,} back in {back:.1f} s; {cpu_ms:.1f} ms server CPU per open; "
+        f"confirmations during it p99 {p99:.1f} ms",
         target=f"≤ {STORM_SECONDS:.0f} s, ≤ {STORM_CPU_MS:.0f} ms CPU/open, p99 ≤ "
         f"{STORM_P99_MS:.0f} ms",
-        ok=back <= STORM_SECONDS and cpu_ms <= STORM_CPU_MS and p99 <= STORM_P99_MS and not errors,
-        notes=f"{ctx.storm_concurrency} handshakes in "
+        ok=back <= STORM_SECONDS
+        and cpu_ms <= STORM_CPU_MS
+        and p99 <= STORM_P99_MS
+        and not errors
+        and not failures,
+        notes=f"{_lost(failures)}{ctx.storm_concurrency} handshakes in "
         f"flight at most; each back once its pending state arrived; {sent} seed-route "
         f"confirmations at {rate:.0f}/s during it ({_errors(errors)}, p50 {ms(latencies, 50):.1f} "
         f"ms), their CPU ({per_confirmation * 1000:.1f} ms each, measured alone just before) "
@@ -204,9 +213,15 @@ async def _rush(
     count = min(sizes.rush_confirmations, len(pages))
     items = [lean.pix_item(n, p, chave) for n, p in enumerate(pages[:count])]
     await psp.add_pix(items)
+    watching = {sock.url: sock for sock in crowd}
+    urls = [payment_socket_url(server.ws_url, p) for p in pages]
+    lost = [url for url in urls if url not in watching]  # by the storm: opened again
+    for sock in await open_crowd(lost, ctx.open_concurrency):
+        crowd.append(sock)
+        watching[sock.url] = sock
     calls = [
-        (intake_request(server, hook_path, item), lambda s=sock: asyncio.shield(s.paid))
-        for item, sock in zip(items, crowd, strict=False)
+        (intake_request(server, hook_path, item), lambda s=watching[url]: asyncio.shield(s.paid))
+        for item, url in zip(items, urls[:count], strict=True)
     ]
     await bank.warm(BANK_CONNECTIONS)
     meter = CpuMeter(server, psp)
@@ -229,3 +244,13 @@ async def _rush(
 
 def _errors(errors: list[str]) -> str:
     return f"{len(errors)} errors" + (f", the first: {errors[0]}" if errors else "")
+
+
+def _lost(failures: list[BaseException]) -> str:
+    if not failures:
+        return ""
+    return (
+        f"**{len(failures):,} not back within {STORM_TIMEOUT:.0f} s** (the first: "
+        f"{failures[0]!r}; connects beyond the server's listen backlog wait for SYN "
+        "retransmits); "
+    )
