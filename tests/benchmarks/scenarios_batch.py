@@ -33,7 +33,7 @@ from tests.benchmarks.servers import ROOT, Server
 
 RECONCILE_SECONDS, RECONCILE_MB = 60.0, 50.0
 CSV_RATE, CSV_MB = 50_000.0, 30.0
-RECONCILE_TIMEOUT = 150.0  # a pass still running then is stopped, its records counted
+RECONCILE_TIMEOUT = 75.0  # a pass still running then is stopped, its records counted
 CSV_TIMEOUT = 120.0
 MB = 1e6
 
