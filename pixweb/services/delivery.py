@@ -11,6 +11,10 @@ one that stops hands its claims back at once.
 Sends run concurrently, at most CONCURRENCY at once and PER_ENDPOINT per endpoint, so one
 slow endpoint holds a few slots and never the queue; a claim skips endpoints already at
 their share, and a claim is never larger than what can start before its lease ends.
+
+A claim is read in one query (deliveries with their events and endpoints) and each
+endpoint's secrets are decrypted once per claim; the attempts of sends finishing together
+are recorded in one transaction (services/delivery_writer.py).
 """
 
 from __future__ import annotations
@@ -22,16 +26,17 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pixweb.broker import Broker
 from pixweb.errors import EncryptionError
 from pixweb.metrics import Metrics
-from pixweb.models import DeliveryStatus, WebhookDelivery, WebhookEvent
+from pixweb.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from pixweb.services.clock import utcnow
-from pixweb.services.delivery_outcome import Outcome, Result, record_attempt
-from pixweb.services.delivery_queue import claim_due, hand_back, oldest_pending_seconds
+from pixweb.services.delivery_outcome import Attempt, Outcome, Result
+from pixweb.services.delivery_queue import claim_due, hand_back, load, oldest_pending_seconds
+from pixweb.services.delivery_writer import AttemptWriter
 from pixweb.services.outbox import WEBHOOKS_CHANNEL
 from pixweb.services.webhook_secrets import signing_secrets
 from pixweb.services.webhook_sender import Answer, Sender, signed_headers
@@ -40,10 +45,11 @@ log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0
 LEASE_TIMEOUTS = 6  # a claim lasts 6 send timeouts (60 s); a claimed send waits ~2 at most
-CONCURRENCY = 16
-PER_ENDPOINT = 4
+CONCURRENCY = 64
+PER_ENDPOINT = 8
 
 BodyOf = Callable[[WebhookEvent], dict[str, Any]]
+Secrets = list[str] | None  # None: the endpoint's secret cannot be decrypted
 
 
 def event_body(event: WebhookEvent) -> dict[str, Any]:
@@ -78,6 +84,7 @@ class DeliveryWorker:
         self._endpoint_slots: dict[int, asyncio.Semaphore] = {}
         self._claimed: set[int] = set()  # claimed by this worker and not done yet
         self._sending: set[asyncio.Task[Result | None]] = set()
+        self.writer = AttemptWriter(broker=broker)
         self._wake = asyncio.Event()
         self.lease = timedelta(seconds=LEASE_TIMEOUTS * sender.timeout)
         self._tasks: list[asyncio.Task[None]] = []
@@ -110,13 +117,14 @@ class DeliveryWorker:
     async def run_once(self) -> Counter[str]:
         """Send everything due now, waiting for each send (`pixweb webhooks deliver`)."""
         outcomes: Counter[str] = Counter()
-        while ids := await self.claim():
-            results = await asyncio.gather(*(self._send_one(i, e) for i, e in ids))
+        while jobs := await self.claim():
+            results = await asyncio.gather(*(self._send_one(d, s) for d, s in jobs))
             outcomes.update(str(r.outcome) for r in results if r is not None)
         return outcomes
 
-    async def claim(self) -> list[tuple[int, int]]:
-        """Claim due deliveries for the free slots: (delivery id, endpoint id) pairs."""
+    async def claim(self) -> list[tuple[WebhookDelivery, Secrets]]:
+        """Claim due deliveries for the free slots, read with their event and endpoint in
+        one query, each endpoint's secrets decrypted once."""
         free = 2 * self.concurrency - sum(self._busy.values())
         if free <= 0:
             return []
@@ -135,13 +143,28 @@ class DeliveryWorker:
                 extra.append(delivery_id)
         if extra:  # more than the endpoint's share: due again at once, for a later claim
             await hand_back(extra)
-        return kept
+        deliveries = await load([d for d, _ in kept])
+        missing = {d for d, _ in kept} - {d.id for d in deliveries}
+        for delivery_id, endpoint_id in kept:  # deleted meanwhile: nothing to send
+            if delivery_id in missing:
+                self._done(delivery_id, endpoint_id)
+        secrets: dict[int, Secrets] = {}
+        for delivery in deliveries:
+            if delivery.endpoint_id not in secrets:
+                secrets[delivery.endpoint_id] = self._secrets(delivery.endpoint, now)
+        return [(d, secrets[d.endpoint_id]) for d in deliveries]
+
+    def _secrets(self, endpoint: WebhookEndpoint, now: datetime) -> Secrets:
+        try:
+            return signing_secrets(endpoint, key=self.key, now=now)
+        except EncryptionError:
+            return None
 
     async def _loop(self) -> None:
         while True:
             try:
-                for delivery_id, endpoint_id in await self.claim():
-                    task = asyncio.create_task(self._send_one(delivery_id, endpoint_id))
+                for delivery, secrets in await self.claim():
+                    task = asyncio.create_task(self._send_one(delivery, secrets))
                     self._sending.add(task)
                     task.add_done_callback(self._sent)
                 await self._oldest_pending()
@@ -169,33 +192,38 @@ class DeliveryWorker:
                 log.warning("webhook wake-ups interrupted", exc_info=True)
             await asyncio.sleep(POLL_SECONDS)
 
-    async def _send_one(self, delivery_id: int, endpoint_id: int) -> Result | None:
+    async def _send_one(self, delivery: WebhookDelivery, secrets: Secrets) -> Result | None:
+        endpoint_id = delivery.endpoint_id
         endpoint_slots = self._endpoint_slots.setdefault(
             endpoint_id, asyncio.Semaphore(self.per_endpoint)
         )
         result: Result | None = None
         try:
             async with endpoint_slots, self._slots:  # the endpoint's turn first, then a slot
-                result = await deliver(
-                    delivery_id,
-                    sender=self.sender,
-                    encryption_key=self.key,
-                    broker=self.broker,
-                    body_of=self.body_of,
-                )
+                answer = await attempt(delivery, secrets, sender=self.sender, body_of=self.body_of)
+            if isinstance(answer, Attempt):
+                result = await self.writer.record(answer)
+            else:
+                result = answer
         except asyncio.CancelledError:
             raise  # still claimed: `stop` hands it back
         except Exception:  # a bug of ours: logged, and the lease brings it back
-            log.exception("webhook delivery %s failed", delivery_id)
+            log.exception("webhook delivery %s failed", delivery.id)
         else:
             if self.metrics is not None and result is not None:
                 self.metrics.webhook_sent(result)
         finally:
-            self._busy[endpoint_id] -= 1
-            if not self._busy[endpoint_id]:
-                del self._busy[endpoint_id], self._endpoint_slots[endpoint_id]
-        self._claimed.discard(delivery_id)
+            self._done(None, endpoint_id)
+        self._claimed.discard(delivery.id)
         return result
+
+    def _done(self, delivery_id: int | None, endpoint_id: int) -> None:
+        if delivery_id is not None:
+            self._claimed.discard(delivery_id)
+        self._busy[endpoint_id] -= 1
+        if not self._busy[endpoint_id]:
+            del self._busy[endpoint_id]
+            self._endpoint_slots.pop(endpoint_id, None)
 
     async def _oldest_pending(self) -> None:
         now = time.monotonic()
@@ -204,17 +232,16 @@ class DeliveryWorker:
             self.metrics.webhook_oldest_pending.set(await oldest_pending_seconds())
 
 
-async def deliver(
-    delivery_id: int,
+async def attempt(
+    delivery: WebhookDelivery,
+    secrets: Secrets,
     *,
     sender: Sender,
-    encryption_key: str,
-    broker: Broker,
     body_of: BodyOf = event_body,
-) -> Result | None:
-    """Make one attempt at a claimed delivery and record it; None if it is no longer owed."""
-    delivery = await WebhookDelivery.get_or_none(id=delivery_id).select_related("event", "endpoint")
-    if delivery is None or delivery.status != DeliveryStatus.PENDING:
+) -> Attempt | Result | None:
+    """Make one attempt at a claimed delivery (read with its event and endpoint): the
+    attempt to record; a Result when it was given up unsent; None if it is no longer owed."""
+    if delivery.status != DeliveryStatus.PENDING:
         return None
     endpoint, event = delivery.endpoint, delivery.event
     now = utcnow()
@@ -224,11 +251,9 @@ async def deliver(
         )
         return Result(Outcome.FAILED, attempted=False)
     payload = json.dumps(body_of(event), ensure_ascii=False, separators=(",", ":"))
-    try:
-        secrets = signing_secrets(endpoint, key=encryption_key, now=now)
-    except EncryptionError:
+    if secrets is None:
         answer = Answer(None, None, "the endpoint's signing secret cannot be decrypted", 0)
     else:
         headers = signed_headers(event.id, payload, secrets, now)
         answer = await sender.post(endpoint.url, payload.encode(), headers)
-    return await record_attempt(delivery, endpoint, answer, started_at=now, broker=broker)
+    return Attempt(delivery, endpoint, answer, now)

@@ -66,6 +66,13 @@ async def _claim_sqlite(
     return [(int(d), int(e)) for d, e in due]
 
 
+async def load(delivery_ids: list[int]) -> list[WebhookDelivery]:
+    """Claimed deliveries with their event and endpoint, in one query."""
+    if not delivery_ids:
+        return []
+    return await WebhookDelivery.filter(id__in=delivery_ids).select_related("event", "endpoint")
+
+
 async def hand_back(delivery_ids: list[int]) -> None:
     """Make claimed deliveries due now (those still owed)."""
     if not delivery_ids:

@@ -60,19 +60,30 @@ class Answer:
 
 
 class Sender:
-    """The HTTP client of the delivery worker (one per worker, pooled keep-alive)."""
+    """The HTTP client of the delivery worker: a keep-alive pool per destination (name,
+    checked address, port), so a connection verified for one name is never reused for
+    another name at the same address, and a slow endpoint's connections never lengthen the
+    pool another endpoint's requests are matched against."""
 
-    def __init__(self, *, policy: UrlPolicy, timeout: float, max_connections: int = 64) -> None:
-        self.policy, self.timeout = policy, timeout
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(max_connections=max_connections, keepalive_expiry=30),
-            follow_redirects=False,
-            trust_env=False,
-        )
+    def __init__(self, *, policy: UrlPolicy, timeout: float, max_connections: int = 16) -> None:
+        self.policy, self.timeout, self.max_connections = policy, timeout, max_connections
+        self._pools: dict[tuple[str, str, str, int | None], httpx.AsyncClient] = {}
+
+    def _client(self, key: tuple[str, str, str, int | None]) -> httpx.AsyncClient:
+        client = self._pools.get(key)
+        if client is None:
+            client = self._pools[key] = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.timeout),
+                limits=httpx.Limits(max_connections=self.max_connections, keepalive_expiry=30),
+                follow_redirects=False,
+                trust_env=False,
+            )
+        return client
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        pools, self._pools = list(self._pools.values()), {}
+        for client in pools:
+            await client.aclose()
 
     async def post(self, url: str, payload: bytes, headers: dict[str, str]) -> Answer:
         """POST `payload` to `url`; every failure becomes the answer's `error`."""
@@ -107,11 +118,13 @@ class Sender:
         """POST over a connection to `address` (None: wherever the name resolves), the name
         kept in `Host` and in TLS's SNI, where the certificate is verified for it; return the
         status and at most READ_CAP bytes of the answer."""
-        request = self._http.build_request("POST", url, content=payload, headers=headers)
+        target = httpx.URL(url)
+        http = self._client((target.scheme, target.host, str(address), target.port))
+        request = http.build_request("POST", target, content=payload, headers=headers)
         if address is not None:  # build_request already set `Host` from the name
             request.extensions["sni_hostname"] = request.url.host
             request.url = request.url.copy_with(host=str(address))
-        response = await self._http.send(request, stream=True)
+        response = await http.send(request, stream=True)
         try:
             head = bytearray()
             async for chunk in response.aiter_raw():
