@@ -58,8 +58,16 @@ class Bank:
         # the server closes keep-alive connections idle for 5 s (hypercorn's default)
         while self.idle and self.idle[-1].transport.is_closing():
             self.idle.pop()
-        connection = self.idle.pop() if self.idle else await connect(self.url)
+        reused = bool(self.idle)
+        connection = self.idle.pop() if reused else await connect(self.url)
         try:
+            status, _ = await connection.call(request)
+        except (ConnectionError, RuntimeError) as exc:
+            connection.transport.close()
+            if not reused or "connection lost" not in str(exc) and "closed" not in str(exc):
+                raise
+            # closed by the server for idleness as the request left: once more, afresh
+            connection = await connect(self.url)
             status, _ = await connection.call(request)
         except BaseException:
             connection.transport.close()
