@@ -10,7 +10,6 @@ process runs `ExpiryJob`; `pixweb expire` runs one pass by hand.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import defaultdict
 from datetime import datetime
@@ -22,6 +21,7 @@ from pixweb.models import Payment, PaymentStatus, WebhookEndpoint
 from pixweb.services import merchant_events
 from pixweb.services.clock import utcnow
 from pixweb.services.events import Outbox
+from pixweb.services.jobs import PeriodicJob
 
 log = logging.getLogger(__name__)
 
@@ -74,23 +74,14 @@ async def _endpoints(merchant_ids: set[int]) -> dict[int, list[WebhookEndpoint]]
     return found
 
 
-class ExpiryJob:
+class ExpiryJob(PeriodicJob):
     """The server's sweeper: a pass every `interval` seconds while it serves."""
 
+    name = "expiry"
+
     def __init__(self, *, broker: Broker, interval: float = INTERVAL_SECONDS) -> None:
+        super().__init__()
         self.broker, self.interval = broker, interval
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._loop(), name="expiry")
-
-    async def stop(self) -> None:
-        """Cancel the job: a batch either committed whole or not at all."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
 
     async def _loop(self) -> None:
         while True:

@@ -54,6 +54,7 @@ from pixweb.psp.client import PspClient
 from pixweb.psp.schemas import Pix
 from pixweb.services import intake, refunds
 from pixweb.services.clock import utcnow
+from pixweb.services.jobs import PeriodicJob
 from pixweb.services.psp_clients import PspClients
 from pixweb.services.psp_connections import NOT_CONNECTED
 
@@ -329,27 +330,19 @@ async def lag_seconds() -> float:
     return max((utcnow() - min(marks)).total_seconds(), 0.0) if marks else 0.0
 
 
-class ReconcileJob:
+class ReconcileJob(PeriodicJob):
     """The server's reconciliation: a pass over every merchant each `interval` seconds
-    (± 10 %, the first at a random moment: workers started together do not align)."""
+    (± 10 %, the first at a random moment: workers started together do not align). A
+    stopped run keeps what it committed, its checkpoint included."""
+
+    name = "reconcile"
 
     def __init__(
         self, *, interval: float, clients: PspClients, broker: Broker, metrics: Metrics
     ) -> None:
+        super().__init__()
         self.interval, self.clients, self.broker = interval, clients, broker
         self.metrics = metrics
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._loop(), name="reconcile")
-
-    async def stop(self) -> None:
-        """Cancel the job: what a run committed stays, its checkpoint included."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
 
     async def _loop(self) -> None:
         await asyncio.sleep(random.uniform(0, min(self.interval, FIRST_PASS_MAX_SECONDS)))
