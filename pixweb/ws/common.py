@@ -7,11 +7,13 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from datetime import datetime
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 from quart import websocket
 
 from pixweb.broker import SubscriptionLaggedError
-from pixweb.deps import get_shutdown
+from pixweb.deps import get_shutdown, session_merchant
+from pixweb.models import Merchant
 from pixweb.services.clock import utcnow
 
 CLOSE_POLICY = 1008  # unknown resource, not authenticated, bad origin, flooding
@@ -28,6 +30,19 @@ class ServerClosingError(Exception):
 
 class TooBigError(Exception):
     """The client sent a frame over the socket's limit."""
+
+
+async def page_merchant() -> Merchant | None:
+    """The logged-in merchant of a dashboard page's socket, or None after closing it (1008).
+
+    The session cookie is sent by the browser whatever page opened the socket: only a page
+    of this site's own origin may use it."""
+    merchant = await session_merchant()
+    origin = websocket.headers.get("Origin")
+    if merchant is None or origin is None or urlsplit(origin).netloc != websocket.host:
+        await websocket.close(CLOSE_POLICY, "log in first" if merchant is None else "bad origin")
+        return None
+    return merchant
 
 
 def seconds_until(moment: datetime) -> float:

@@ -12,14 +12,13 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 from uuid import UUID
 
 from quart import Blueprint, render_template, websocket
 
 from pixweb import dashboard_view
 from pixweb.broker import Event
-from pixweb.deps import get_broker, get_metrics, session_merchant
+from pixweb.deps import get_broker, get_metrics
 from pixweb.models import (
     Merchant,
     Movement,
@@ -33,8 +32,8 @@ from pixweb.services import notifications, payments, received
 from pixweb.services.clock import utcnow
 from pixweb.services.events import account_channel, presence_channel
 from pixweb.ws.common import (
-    CLOSE_POLICY,
     ignore_client_messages,
+    page_merchant,
     seconds_until,
     serve_until_closed,
 )
@@ -42,18 +41,11 @@ from pixweb.ws.common import (
 blueprint = Blueprint("ws_dashboard", __name__)
 
 
-def _same_origin() -> bool:
-    origin = websocket.headers.get("Origin")
-    return origin is not None and urlsplit(origin).netloc == websocket.host
-
-
 @blueprint.websocket("/ws/dashboard")
 async def dashboard_socket() -> None:
     """Resync on connect, then push balance, movements, charges and notices as they happen."""
     await websocket.accept()
-    merchant = await session_merchant()
-    if merchant is None or not _same_origin():
-        await websocket.close(CLOSE_POLICY, "log in first" if merchant is None else "bad origin")
+    if (merchant := await page_merchant()) is None:
         return
     broker = get_broker()
     with get_metrics().socket_open("dashboard"):

@@ -12,34 +12,26 @@ for an endpoint the page has not seen.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from urllib.parse import urlsplit
 
 from quart import Blueprint, render_template, websocket
 
 from pixweb import webhooks_view
 from pixweb.broker import Event
-from pixweb.deps import get_broker, get_metrics, session_merchant
+from pixweb.deps import get_broker, get_metrics
 from pixweb.errors import NotFoundError
 from pixweb.services import webhook_endpoints, webhook_log
 from pixweb.services.events import account_channel
-from pixweb.ws.common import CLOSE_POLICY, ignore_client_messages, serve_until_closed
+from pixweb.ws.common import ignore_client_messages, page_merchant, serve_until_closed
 
 blueprint = Blueprint("ws_webhooks", __name__)
 EVENTS = ("webhook.delivery", "webhook.attempt")
-
-
-def _same_origin() -> bool:
-    origin = websocket.headers.get("Origin")
-    return origin is not None and urlsplit(origin).netloc == websocket.host
 
 
 @blueprint.websocket("/ws/webhooks")
 async def webhooks_socket() -> None:
     """Resync on connect, then push each delivery's progress as it happens."""
     await websocket.accept()
-    merchant = await session_merchant()
-    if merchant is None or not _same_origin():
-        await websocket.close(CLOSE_POLICY, "log in first" if merchant is None else "bad origin")
+    if (merchant := await page_merchant()) is None:
         return
     broker = get_broker()
     with get_metrics().socket_open("webhooks"):
