@@ -45,14 +45,27 @@ def check_workers(config: Config, workers: int) -> None:
         )
 
 
-def serve(config: Config, host: str, port: int, *, workers: int = 1) -> None:
-    """Serve until SIGTERM/SIGINT, in this process or in `workers` child processes."""
-    check_workers(config, workers)
+# After a deploy every open payer page reconnects at once: hypercorn's default listen
+# backlog (100) overflows and the kernel drops the rest of the handshakes (the clients retry
+# after 1, 3, 7 s...). The kernel caps it at net.core.somaxconn.
+LISTEN_BACKLOG = 4096
+
+
+def hypercorn_config(config: Config, host: str, port: int) -> HypercornConfig:
+    """How hypercorn serves pixweb."""
     hypercorn = HypercornConfig()
     hypercorn.bind = [f"{host}:{port}"]
     hypercorn.accesslog = None if config.production else "-"  # production logs JSON lines
     hypercorn.graceful_timeout = 5
     hypercorn.websocket_max_message_size = MAX_WS_MESSAGE
+    hypercorn.backlog = LISTEN_BACKLOG
+    return hypercorn
+
+
+def serve(config: Config, host: str, port: int, *, workers: int = 1) -> None:
+    """Serve until SIGTERM/SIGINT, in this process or in `workers` child processes."""
+    check_workers(config, workers)
+    hypercorn = hypercorn_config(config, host, port)
     if workers == 1:
         _worker(hypercorn, None, None)
         return

@@ -148,3 +148,27 @@ async def test_sigterm_closes_sockets_with_1012_then_exits(tmp_path: Path) -> No
         assert await asyncio.to_thread(server.process.wait, 10) == 0
     finally:
         await asyncio.to_thread(server.stop)
+
+
+def test_the_server_listens_with_room_for_a_reconnect_storm(tmp_path: Path) -> None:
+    """Thousands of payer pages reconnecting after a deploy: the kernel's accept queue holds
+    them (hypercorn's default of 100 dropped handshakes, which then waited 1-7 s to retry)."""
+    import shutil
+    import subprocess
+    from urllib.parse import urlsplit
+
+    from pixweb.serving import LISTEN_BACKLOG
+
+    if shutil.which("ss") is None:
+        pytest.skip("ss (iproute2) is not installed")
+    server = Server(tmp_path)
+    server.start()
+    try:
+        port = urlsplit(server.url).port
+        listing = subprocess.run(
+            ["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True
+        ).stdout.split()
+        somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+        assert int(listing[2]) == min(LISTEN_BACKLOG, somaxconn) > 100  # Send-Q: the backlog
+    finally:
+        server.stop()
