@@ -38,7 +38,7 @@ def test_make_see_once_use_and_revoke_a_key(
     expect(row).to_have_count(1)
     expect(row).to_contain_text("charges:read, charges:write")
     expect(row).to_contain_text("Nunca usada")
-    shot = Path(os.environ.get("PIXWEB_E2E_SHOTS", tmp_path)) / "api-keys-created.png"
+    shot = Path(os.environ.get("PIXWEB_SHOTS", tmp_path)) / "api-keys-created.png"
     page.screenshot(path=shot, full_page=True)
 
     auth = {"Authorization": f"Bearer {key}"}
