@@ -15,13 +15,13 @@ from datetime import datetime
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from pixweb import money
 from pixweb.broker import Broker
 from pixweb.errors import ConflictError, NotFoundError, PixwebError, UnprocessableError
 from pixweb.models import Account, Movement, MovementKind, Notification
+from pixweb.services import balances
 from pixweb.services.events import Outbox, account_channel
 
 MESSAGES = {
@@ -107,15 +107,51 @@ async def apply_movement(
 
     Must run inside a transaction; a debit that would overdraw raises InsufficientFundsError.
     """
-    query = Account.filter(id=account.id)
-    if amount_cents < 0:
-        query = query.filter(balance_cents__gte=-amount_cents)
-    if not await query.update(balance_cents=F("balance_cents") + amount_cents):
+    changed = await balances.add("id", account.id, amount_cents)
+    if changed is None:
         raise InsufficientFundsError("insufficient balance", fields={"value": "exceeds balance"})
-    balance = (await Account.get(id=account.id)).balance_cents
+    return await _write_movement(
+        changed, kind, amount_cents, outbox, now, reference, counterpart, description, idempotency
+    )
+
+
+async def credit_merchant(
+    merchant_id: int,
+    kind: MovementKind,
+    amount_cents: int,
+    *,
+    outbox: Outbox,
+    now: datetime,
+    reference: str | None = None,
+    counterpart: str | None = None,
+    description: str | None = None,
+) -> Movement:
+    """`apply_movement` of a credit to a merchant's account, found by its merchant: one
+    statement instead of reading the account first (a received Pix)."""
+    assert amount_cents > 0
+    changed = await balances.add("merchant_id", merchant_id, amount_cents)
+    if changed is None:
+        raise NotFoundError("account not found")
+    return await _write_movement(
+        changed, kind, amount_cents, outbox, now, reference, counterpart, description, None
+    )
+
+
+async def _write_movement(
+    changed: tuple[int, int, int],
+    kind: MovementKind,
+    amount_cents: int,
+    outbox: Outbox,
+    now: datetime,
+    reference: str | None,
+    counterpart: str | None,
+    description: str | None,
+    idempotency: tuple[str, str] | None,
+) -> Movement:
+    account_id, merchant_id, balance = changed
     key, fingerprint = idempotency or (None, None)
     movement = await Movement.create(
-        account_id=account.id,
+        account_id=account_id,
         kind=kind,
         amount_cents=amount_cents,
         balance_after_cents=balance,
@@ -130,7 +166,7 @@ async def apply_movement(
         valor=money.format_brl(abs(amount_cents)), contraparte=counterpart or ""
     )
     notification = await Notification.create(
-        merchant_id=account.merchant_id,
+        merchant_id=merchant_id,
         tipo=kind.value,
         mensagem=message,
         dados={
@@ -142,10 +178,10 @@ async def apply_movement(
         created_at=now,
     )
     outbox.add(
-        account_channel(account.merchant_id),
+        account_channel(merchant_id),
         {
             "type": "movement",
-            "merchant_id": account.merchant_id,
+            "merchant_id": merchant_id,
             "balance": money.format_amount(balance),
             "balance_cents": balance,
             "movement": movement_dict(movement),

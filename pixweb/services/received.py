@@ -206,7 +206,6 @@ async def _record(
     endpoints = await merchant_events.endpoints_of(fields["merchant_id"])
     e2e = _payment_e2e(end_to_end_id)
     outcome = await _outcome(payment, fields["txid"], amount, now, e2e, outbox, endpoints)
-    account = await ledger.get_account(fields["merchant_id"])
     matched = outcome == PixOutcome.MATCHED
     reason = "" if matched else _reason(outcome, payment)
     # A matched Pix keeps its charge's reference and description, which the dashboard shows
@@ -215,8 +214,8 @@ async def _record(
         reference, description = f"payment:{payment.id}", payment.description
     else:
         reference, description = f"pix:{fields['end_to_end_id']}", f"A conciliar: Pix {reason}"
-    movement = await ledger.apply_movement(
-        account,
+    movement = await ledger.credit_merchant(
+        fields["merchant_id"],
         MovementKind.PIX_RECEBIDO,
         amount,
         outbox=outbox,
