@@ -130,6 +130,7 @@ async def record_received_pix(
     payer_document: str | None = None,
     source: PixSource,
     broker: Broker,
+    payment: Payment | None = None,
 ) -> tuple[ReceivedPix, bool]:
     """Record a received Pix once, credit its merchant once, and settle its charge if it
     matches; return the record and whether it is new (False: known, nothing changed).
@@ -138,6 +139,8 @@ async def record_received_pix(
     webhook token); without it the txid's charge names the merchant, and a txid naming no
     charge is a NotFoundError (no account to credit). Without `end_to_end_id` the record is
     keyed by the txid (`txid_key`). Concurrent calls for one Pix record and credit it once.
+    `payment` is the txid's charge when the caller has just read it (saves reading it
+    again; its settling is a conditional UPDATE all the same), and is then kept up to date.
     """
     for name, text in (("txid", txid), ("payer_name", payer_name)):
         if text is not None:
@@ -150,7 +153,8 @@ async def record_received_pix(
     if existing := await ReceivedPix.get_or_none(end_to_end_id=key):
         return existing, False
     # pixweb's txids: 25 characters for a static code, 35 for a charge made at the PSP.
-    payment = await Payment.get_or_none(txid=txid) if txid is not None else None
+    if payment is None or payment.txid != txid:
+        payment = await Payment.get_or_none(txid=txid) if txid is not None else None
     if merchant_id is None:
         if payment is None:
             raise NotFoundError("no charge with this txid: no merchant to credit")

@@ -102,12 +102,17 @@ async def confirm_payment(
         paid_at=utcnow(),
         source=PixSource.CONFIRMATION,
         broker=broker,
+        payment=payment,
     )
     return await _answer(payment, record, created, amount_cents)
 
 
 async def _settled_unnamed(payment: Payment) -> bool:
     """Whether a bank confirmation without end_to_end_id paid this charge."""
+    if payment.status == PaymentStatus.PENDING:
+        # A matched record marks its charge paid in its own transaction, and a paid charge
+        # never turns pending again: read pending, none had settled it (no SELECT).
+        return False
     key = received.txid_key(payment.txid)
     query = ReceivedPix.filter(end_to_end_id=key, payment_id=payment.id)
     return await query.filter(outcome=PixOutcome.MATCHED).exists()
@@ -128,6 +133,7 @@ async def _confirm_unnamed(
             paid_at=utcnow(),
             source=PixSource.CONFIRMATION,
             broker=broker,
+            payment=payment,
         )
         return await _answer(payment, record, created, amount_cents)
     await payment.refresh_from_db()
@@ -151,6 +157,9 @@ async def _answer(
             "value differs from the Pix recorded with this end_to_end_id",
             fields={"value": "does not match"},
         )
+    if created and record.outcome == PixOutcome.MATCHED and record.payment_id == payment.id:
+        # `received` settled this very object (`mark_paid` keeps what it wrote): no re-read.
+        return payment, Confirmation.SETTLED
     await payment.refresh_from_db()
     if record.outcome == PixOutcome.MATCHED:
         if record.payment_id != payment.id:
