@@ -19,7 +19,10 @@ from pixweb.config import Config
 from pixweb.deps import BROKER_KEY, CONFIG_KEY
 from pixweb.models import Merchant
 from pixweb.services import merchants
-from tests.support import fresh_postgres_database, signed
+from tests.support import PatientTestApp, fresh_postgres_database, signed
+
+# Every `app.test_app()` of the suite, the fixture's and the tests' own.
+Quart.test_app_class = PatientTestApp
 
 PASSWORD = "correct horse battery"
 # The fake mTLS PSP (fixtures `pki`, `psp`, `connect`), for tests/psp and the connection's tests.

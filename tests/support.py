@@ -7,6 +7,8 @@ import os
 from typing import Any
 
 import pytest
+from quart import Quart
+from quart.testing.app import TestApp
 
 from pixweb.services import webhooks
 
@@ -72,3 +74,14 @@ async def fresh_postgres_database() -> tuple[str, Any]:
             await conn.close()
 
     return test_url, drop
+
+
+class PatientTestApp(TestApp):
+    """Quart's test lifespan with minutes, not 6 s, to start and stop.
+
+    Quart's 6 s are missed on a loaded machine, and a missed startup leaves the app's task
+    running with its database connections bound to that test's loop: every later test then
+    fails at startup ("created on a different event loop"). One slow start stays one."""
+
+    def __init__(self, app: Quart) -> None:
+        super().__init__(app, startup_timeout=120, shutdown_timeout=120)
