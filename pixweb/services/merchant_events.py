@@ -34,9 +34,7 @@ def payment_data(payment: Payment) -> dict[str, Any]:
     }
 
 
-async def endpoints_of(merchant_id: int) -> list[WebhookEndpoint]:
-    """The merchant's enabled endpoints, whatever events they asked for (one SELECT)."""
-    return await WebhookEndpoint.filter(merchant_id=merchant_id, enabled=True, deleted_at=None)
+endpoints_of = webhook_outbox.enabled_endpoints  # one SELECT, for a change's every event
 
 
 async def emit(
@@ -53,7 +51,7 @@ async def emit(
     """
     if endpoints is None:
         endpoints = await endpoints_of(merchant_id)
-    wanting = [endpoint for endpoint in endpoints if type_ in endpoint.events]
+    wanting = webhook_outbox.subscribed(endpoints, type_)
     if wanting:  # none: record() would write nothing either
         await webhook_outbox.record(outbox, merchant_id, type_, _as_api(data), endpoints=wanting)
 

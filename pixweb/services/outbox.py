@@ -43,6 +43,16 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
+async def enabled_endpoints(merchant_id: int) -> list[WebhookEndpoint]:
+    """The merchant's endpoints that receive events, whatever events they asked for."""
+    return await WebhookEndpoint.filter(merchant_id=merchant_id, enabled=True, deleted_at=None)
+
+
+def subscribed(endpoints: list[WebhookEndpoint], type_: str) -> list[WebhookEndpoint]:
+    """Those of `endpoints` that asked for events of this type."""
+    return [endpoint for endpoint in endpoints if type_ in endpoint.events]
+
+
 async def record(
     outbox: Outbox,
     merchant_id: int,
@@ -58,13 +68,7 @@ async def record(
     endpoint wants the event. `endpoints` names them instead (a test event, a resend).
     """
     if endpoints is None:
-        endpoints = [
-            endpoint
-            for endpoint in await WebhookEndpoint.filter(
-                merchant_id=merchant_id, enabled=True, deleted_at=None
-            )
-            if type_ in endpoint.events
-        ]
+        endpoints = subscribed(await enabled_endpoints(merchant_id), type_)
     if not endpoints:
         return None
     now = utcnow()
