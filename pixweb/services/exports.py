@@ -17,11 +17,11 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterator, Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tortoise.expressions import Q
+from tortoise.expressions import Q, RawSQL
 
 from pixweb import money
 from pixweb.models import Movement, MovementKind, Payment
@@ -131,9 +131,11 @@ async def started(body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     return rest()
 
 
+# `at` is created_at as the database gives it (see _moment): Tortoise's own conversion
+# parses SQLite's text with iso8601 at ~11 µs a row, most of a CSV row's cost.
 MOVEMENT_FIELDS = (
     "id",
-    "created_at",
+    "at",
     "kind",
     "amount_cents",
     "balance_after_cents",
@@ -143,12 +145,19 @@ MOVEMENT_FIELDS = (
 )
 
 
+def _moment(value: datetime | str) -> datetime:
+    """A timestamp read raw: SQLite keeps Tortoise's ISO text, PostgreSQL's driver a datetime
+    (either without an offset is UTC, as Tortoise reads it)."""
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def _movement_row(row: tuple[Any, ...]) -> list[str]:
     """One movement (its MOVEMENT_FIELDS values) as its CSV cells, in MOVEMENT_COLUMNS order."""
     movement_id, created_at, kind, amount, balance_after, reference, counterpart, text = row
     return [
         str(movement_id),
-        local_datetime(created_at),
+        local_datetime(_moment(created_at)),
         str(kind),
         decimal_comma(amount),
         decimal_comma(balance_after),
@@ -187,6 +196,7 @@ async def movements_csv(
             await (query.filter(after) if after else query)
             .order_by("-created_at", "-id")
             .limit(page_size)
+            .annotate(at=RawSQL("created_at"))
             .values_list(*MOVEMENT_FIELDS)
         )
         if not page and not head:
@@ -195,5 +205,5 @@ async def movements_csv(
         head = ""
         if len(page) < page_size:
             return
-        last_id, last_at = page[-1][0], page[-1][1]
+        last_id, last_at = page[-1][0], _moment(page[-1][1])
         after = Q(created_at__lt=last_at) | Q(created_at=last_at, id__lt=last_id)
