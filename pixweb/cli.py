@@ -1,4 +1,4 @@
-"""The `pixweb` command: run, serve, migrate, merchant, reconcile, expire, brcode."""
+"""The `pixweb` command: run, serve, migrate, merchant, reconcile, webhooks, expire, brcode."""
 
 from __future__ import annotations
 
