@@ -25,7 +25,14 @@ from tortoise.transactions import in_transaction
 from pixweb import validation
 from pixweb.broker import Broker, Event
 from pixweb.errors import ConflictError, InvalidInputError, NotFoundError
-from pixweb.models import PAID_STATES, Merchant, Payment, PaymentStatus, ReceivedPix
+from pixweb.models import (
+    PAID_STATES,
+    Merchant,
+    Payment,
+    PaymentStatus,
+    ReceivedPix,
+    WebhookDelivery,
+)
 from pixweb.pix import brcode
 from pixweb.psp.client import PspClient
 from pixweb.services import merchant_events, psp_charges, psp_sandbox
@@ -274,18 +281,19 @@ async def totals(merchant_id: int, where: PaymentFilter) -> Totals:
     return Totals(count=int(row.get("count") or 0), amount_cents=int(row.get("total") or 0))
 
 
-def encode_cursor(row: Payment | ReceivedPix) -> str:
-    """The opaque cursor after `row` in a newest-first list (payments, received Pix)."""
+def encode_cursor(row: Payment | ReceivedPix | WebhookDelivery) -> str:
+    """The opaque cursor after `row` in a newest-first list (payments, received Pix,
+    webhook deliveries)."""
     raw = f"{row.created_at.isoformat()}|{row.id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> Q:
+def decode_cursor(cursor: str, id_type: type[UUID] | type[int] = UUID) -> Q:
     """The rows after a cursor: created before it, or at once with a smaller id."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, payment_id = raw.split("|")
-        created_at, last_id = datetime.fromisoformat(created), UUID(payment_id)
+        created, row_id = raw.split("|")
+        created_at, last_id = datetime.fromisoformat(created), id_type(row_id)
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise InvalidInputError("invalid cursor", fields={"cursor": "invalid cursor"}) from exc
     return Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=last_id)

@@ -9,18 +9,15 @@ the worker would not send them. After commit the account channel hears of the ne
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
-from datetime import datetime
 
-from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from pixweb.broker import Broker
-from pixweb.errors import ConflictError, InvalidInputError, NotFoundError
+from pixweb.errors import ConflictError, NotFoundError
 from pixweb.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from pixweb.services import outbox as event_outbox
+from pixweb.services import payments
 from pixweb.services.clock import utcnow
 from pixweb.services.events import Outbox, account_channel
 from pixweb.services.webhook_endpoints import get
@@ -130,21 +127,6 @@ async def get_delivery(merchant_id: int, delivery_id: int) -> DeliveryView:
     return (await _views([delivery]))[0]
 
 
-def _encode(delivery: WebhookDelivery) -> str:
-    raw = f"{delivery.created_at.isoformat()}|{delivery.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode(cursor: str) -> Q:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, last = raw.split("|")
-        created_at, last_id = datetime.fromisoformat(created), int(last)
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidInputError("invalid cursor", fields={"cursor": "invalid cursor"}) from exc
-    return Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=last_id)
-
-
 async def list_deliveries(
     merchant_id: int, endpoint_id: int, *, limit: int = 20, cursor: str | None = None
 ) -> DeliveryPage:
@@ -152,8 +134,8 @@ async def list_deliveries(
     endpoint = await get(merchant_id, endpoint_id)
     query = WebhookDelivery.filter(endpoint_id=endpoint.id)
     if cursor:
-        query = query.filter(_decode(cursor))
+        query = query.filter(payments.decode_cursor(cursor, int))
     items = await query.order_by("-created_at", "-id").limit(limit + 1).select_related("event")
     more = len(items) > limit
     items = items[:limit]
-    return DeliveryPage(await _views(items), _encode(items[-1]) if more else None)
+    return DeliveryPage(await _views(items), payments.encode_cursor(items[-1]) if more else None)
