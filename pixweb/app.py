@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from flask.templating import _default_template_ctx_processor as _flask_default_processor
 from itsdangerous import URLSafeTimedSerializer
 from quart import Quart
 from quart.json.provider import DefaultJSONProvider
@@ -168,9 +169,23 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Quart:
         app.register_blueprint(blueprint)
     if not config.production:  # the built-in sandbox PSP: never served in production
         app.register_blueprint(sandbox_psp.blueprint)
+    _drop_flask_context_processors(app)
     filters.init_app(app)
     error_handlers.init_app(app)
     return app
+
+
+def _drop_flask_context_processors(app: Quart) -> None:
+    """Remove the template context processor every blueprint inherits from Flask.
+
+    Quart's blueprints are Flask's scaffold, which starts each one's list with Flask's own
+    synchronous default processor: Quart runs a sync processor in its thread pool, so every
+    template rendered under a blueprint (a payer socket's fragment, every page) waited for a
+    thread to return `{}` (Flask's context variables are never set under Quart). The app's
+    own async default (`g`, `request`, `session`) still runs for every template."""
+    for name, processors in app.template_context_processors.items():
+        if name is not None:
+            processors[:] = [p for p in processors if p is not _flask_default_processor]
 
 
 def _strict_json_provider(app: Quart) -> DefaultJSONProvider:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 from typing import Any
 
 import pytest
@@ -101,3 +103,36 @@ class TestProduction:
         assert response.status_code == 404
         assert (await Payment.get(id=payment["id"])).status == PaymentStatus.PENDING
         assert brcode.decode(payment["brcode"]).valid
+
+
+class _NoThreads(concurrent.futures.ThreadPoolExecutor):
+    """The loop's default executor, counting what is handed to it."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self.calls: list[str] = []
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        self.calls.append(repr(fn))
+        return super().submit(fn, *args, **kwargs)
+
+
+async def test_page_and_socket_render_without_a_thread(
+    client: Client, auth: dict[str, str]
+) -> None:
+    """Every blueprint used to inherit Flask's synchronous template context processor,
+    which Quart runs in its thread pool: one thread hand-off for each page and each payer
+    socket's fragment, to return nothing."""
+    payment = await create(client, auth)
+    loop = asyncio.get_running_loop()
+    counting = _NoThreads()
+    loop.set_default_executor(counting)
+    try:
+        page = await client.get(f"/payments/pix/{payment['id']}")
+        assert 'data-status="pending"' in (await page.get_data()).decode()
+        async with client.websocket(f"/ws/payments/{payment['id']}") as socket:
+            assert 'data-status="pending"' in str(await asyncio.wait_for(socket.receive(), 5))
+    finally:
+        loop.set_default_executor(concurrent.futures.ThreadPoolExecutor())
+        counting.shutdown()
+    assert counting.calls == []
