@@ -43,6 +43,7 @@ from pixweb.models import PixOutcome, PixSource, PspConnection, ReceivedPix
 from pixweb.psp.client import PspClient
 from pixweb.psp.schemas import Pix, WebhookPayload, centavos
 from pixweb.services import received, refunds
+from pixweb.services.events import Outbox
 from pixweb.services.psp_clients import PspClients
 from pixweb.services.psp_connections import find_by_webhook_token
 
@@ -157,9 +158,10 @@ async def _refunds_reported(
 
 
 async def record_confirmed(
-    pix: Pix, *, merchant_id: int, source: PixSource, broker: Broker
+    pix: Pix, *, merchant_id: int, source: PixSource, broker: Broker, outbox: Outbox | None = None
 ) -> ItemResult:
-    """Record a Pix as the merchant's PSP reported it (the intake's and reconciliation's)."""
+    """Record a Pix as the merchant's PSP reported it (the intake's and reconciliation's);
+    `outbox` as `received.record_received_pix` takes it (the caller's transaction)."""
     payer = pix.pagador
     record, new = await received.record_received_pix(
         merchant_id=merchant_id,
@@ -171,6 +173,7 @@ async def record_confirmed(
         payer_document=(payer.cpf or payer.cnpj) if payer else None,
         source=source,
         broker=broker,
+        outbox=outbox,
     )
     status = ItemStatus.RECORDED if new else ItemStatus.ALREADY_RECORDED
     return ItemResult(pix.end_to_end_id, status, outcome=record.outcome)

@@ -131,6 +131,7 @@ async def record_received_pix(
     source: PixSource,
     broker: Broker,
     payment: Payment | None = None,
+    outbox: Outbox | None = None,
 ) -> tuple[ReceivedPix, bool]:
     """Record a received Pix once, credit its merchant once, and settle its charge if it
     matches; return the record and whether it is new (False: known, nothing changed).
@@ -141,6 +142,9 @@ async def record_received_pix(
     keyed by the txid (`txid_key`). Concurrent calls for one Pix record and credit it once.
     `payment` is the txid's charge when the caller has just read it (saves reading it
     again; its settling is a conditional UPDATE all the same), and is then kept up to date.
+    `outbox`: the caller's, when it runs this inside its own transaction (its recording is
+    then a savepoint); the events are added to it, for the caller to publish after its
+    commit, instead of being published here.
     """
     for name, text in (("txid", txid), ("payer_name", payer_name)):
         if text is not None:
@@ -171,16 +175,19 @@ async def record_received_pix(
         "payer_document": mask_document(payer_document),
         "source": source,
     }
-    outbox = Outbox()
+    events = Outbox()  # this record's alone: nothing of a rolled-back savepoint leaks out
     try:
         async with in_transaction():
-            record = await _record(fields, payment, end_to_end_id, outbox)
+            record = await _record(fields, payment, end_to_end_id, events)
     except IntegrityError:
         # A concurrent call recorded this Pix first (its unique key): that one stands.
         if existing := await ReceivedPix.get_or_none(end_to_end_id=key):
             return existing, False
         raise
-    await outbox.publish(broker)
+    if outbox is None:
+        await events.publish(broker)
+    else:
+        outbox.items.extend(events.items)
     return record, True
 
 

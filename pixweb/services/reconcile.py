@@ -8,8 +8,9 @@ at most WINDOW, and records each Pix not yet known through the one path
 (`intake.record_confirmed` → `received.record_received_pix`, source `reconciliation`); the
 e2eids already recorded are skipped with one query per page.
 
-The checkpoint only moves forward, and only after a page's records are committed (each
-record is its own transaction): to a window's end once all its pages are read, and within a
+The checkpoint only moves forward, and only after a page's records are committed (CHUNK
+records a transaction, each in its own savepoint, their events published after the
+commit): to a window's end once all its pages are read, and within a
 window to the latest `horario` read so far while the PSP lists in `horario` order (the
 specification does not say it must: an answer out of order is noticed and the checkpoint
 then waits for the window's end). A run that fails midway resumes from the last good point;
@@ -54,6 +55,7 @@ from pixweb.psp.client import PspClient
 from pixweb.psp.schemas import Pix
 from pixweb.services import intake, refunds
 from pixweb.services.clock import utcnow
+from pixweb.services.events import Outbox
 from pixweb.services.jobs import PeriodicJob
 from pixweb.services.psp_clients import PspClients
 from pixweb.services.psp_connections import NOT_CONNECTED
@@ -63,6 +65,9 @@ log = logging.getLogger(__name__)
 OVERLAP = timedelta(minutes=10)  # how late a PSP may list a Pix after its horario
 WINDOW = timedelta(days=1)  # the longest inicio..fim asked at once (PSPs limit it)
 PAGE_SIZE = 1000  # the most the API Pix allows
+# Pix recorded per transaction: one commit (and fsync) for many, while holding SQLite's one
+# writer (and on PostgreSQL the merchant's account row) for a fraction of a second at most.
+CHUNK = 100
 MAX_PAGES = 10_000  # per window: a PSP announcing more is not paged forever
 FIRST_PASS_MAX_SECONDS = 30.0  # the server's first pass, at a random moment within this
 LOCK_CLASS = 0x70697872  # "pixr": the advisory locks' first key; the merchant id is the second
@@ -257,6 +262,7 @@ async def _record_page(run: Run, row: PspConnection, page: list[Pix], broker: Br
     asked = [pix.end_to_end_id for pix in page]
     known = ReceivedPix.filter(end_to_end_id__in=asked).values_list("end_to_end_id", flat=True)
     seen = {str(e2eid) for e2eid in await known}
+    fresh: list[Pix] = []
     for pix in page:
         if pix.end_to_end_id in seen:
             run.already_recorded += 1
@@ -266,23 +272,42 @@ async def _record_page(run: Run, row: PspConnection, page: list[Pix], broker: Br
             # The account's other keys are not pixweb's (the webhook intake refuses them too).
             run.skipped["other_key"] += 1
             continue
-        try:
-            result = await intake.record_confirmed(
-                pix, merchant_id=row.merchant_id, source=PixSource.RECONCILIATION, broker=broker
-            )
-        except InvalidInputError as exc:  # an amount pixweb cannot hold: say it, go on
-            run.skipped["unusable"] += 1
-            log.error(
-                "merchant %s: Pix %s cannot be recorded: %s",
-                row.merchant_id,
-                pix.end_to_end_id,
-                exc.detail,
-            )
-            continue
-        if result.status == intake.ItemStatus.RECORDED:
-            run.recorded[str(result.outcome)] += 1
-        else:  # recorded meanwhile by its webhook
-            run.already_recorded += 1
+        fresh.append(pix)
+    for start in range(0, len(fresh), CHUNK):
+        await _record_chunk(run, row, fresh[start : start + CHUNK], broker)
+
+
+async def _record_chunk(run: Run, row: PspConnection, chunk: list[Pix], broker: Broker) -> None:
+    """Record up to CHUNK Pix in one transaction (each its own savepoint), publish their
+    events once it is committed, and only then count them in the run."""
+    outbox, tally = Outbox(), Run(row.merchant_id)
+    async with in_transaction():
+        for pix in chunk:
+            try:
+                result = await intake.record_confirmed(
+                    pix,
+                    merchant_id=row.merchant_id,
+                    source=PixSource.RECONCILIATION,
+                    broker=broker,
+                    outbox=outbox,
+                )
+            except InvalidInputError as exc:  # an amount pixweb cannot hold: say it, go on
+                tally.skipped["unusable"] += 1
+                log.error(
+                    "merchant %s: Pix %s cannot be recorded: %s",
+                    row.merchant_id,
+                    pix.end_to_end_id,
+                    exc.detail,
+                )
+                continue
+            if result.status == intake.ItemStatus.RECORDED:
+                tally.recorded[str(result.outcome)] += 1
+            else:  # recorded meanwhile by its webhook
+                tally.already_recorded += 1
+    await outbox.publish(broker)
+    run.recorded.update(tally.recorded)
+    run.skipped.update(tally.skipped)
+    run.already_recorded += tally.already_recorded
 
 
 async def _checkpoint(run: Run, row: PspConnection, until: datetime) -> None:

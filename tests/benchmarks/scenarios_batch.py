@@ -70,7 +70,11 @@ async def _reconcile(
         stdout, stderr = await asyncio.to_thread(process.communicate, timeout=RECONCILE_TIMEOUT)
     except subprocess.TimeoutExpired:  # SIGINT: peak_rss.py (and py-spy) still write theirs
         os.killpg(process.pid, signal.SIGINT)
-        stdout, stderr = await asyncio.to_thread(process.communicate, timeout=30)
+        try:
+            stdout, stderr = await asyncio.to_thread(process.communicate, timeout=30)
+        except subprocess.TimeoutExpired:  # what it committed is counted all the same
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = await asyncio.to_thread(process.communicate)
     seconds = time.perf_counter() - started
     rss = json.loads(out.read_text()) if out.exists() else {}
     if seconds >= RECONCILE_TIMEOUT:

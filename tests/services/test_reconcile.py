@@ -22,6 +22,7 @@ from pixweb.models import Merchant, PaymentStatus, PixSource, PspConnection, Rec
 from pixweb.netguard import UrlPolicy
 from pixweb.psp.transport import RetryPolicy
 from pixweb.services import payments, psp_connections, reconcile
+from pixweb.services.events import account_channel
 from pixweb.services.psp_clients import PspClients
 from pixweb.services.psp_connections import Credentials
 from pixweb.services.reconcile import RunStatus
@@ -178,6 +179,41 @@ async def test_pages_through_every_page(
     asked = [seen.query for seen in psp.seen("GET /pix")]
     assert [q["paginacao.paginaAtual"] for q in asked] == ["0", "1", "2"]
     assert {q["paginacao.itensPorPagina"] for q in asked} == {"2"}
+    await assert_ledger_invariants()
+
+
+async def test_a_page_is_recorded_a_chunk_a_transaction_its_events_sent_once_committed(
+    connected: Merchant,
+    clients: PspClients,
+    psp: FakePsp,
+    broker: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(reconcile, "CHUNK", 2)  # a page of 5: three transactions
+    payment, _ = await payments.create_payment(connected, amount_cents=1000, broker=broker)
+    e2eids = [add_pix(psp, 0, txid=payment.txid), *(add_pix(psp, n) for n in range(1, 5))]
+    told: list[tuple[str, bool]] = []  # each pix.received event, and its record committed then
+
+    async with broker.subscribe(account_channel(connected.id)) as events:
+
+        async def watch() -> None:
+            async for event in events:
+                if event["type"] == "pix.received":
+                    e2eid = event["pix"]["end_to_end_id"]
+                    # Another connection on PostgreSQL: it sees only what is committed.
+                    told.append((e2eid, await ReceivedPix.exists(end_to_end_id=e2eid)))
+                    if len(told) == len(e2eids):
+                        return
+
+        watcher = asyncio.create_task(watch())
+        done = await run(connected, clients, broker)
+        await asyncio.wait_for(watcher, 5)
+
+    assert done.status == RunStatus.OK and dict(done.recorded) == {"matched": 1, "no_txid": 4}
+    assert sorted(e2eid for e2eid, _ in told) == sorted(e2eids)
+    assert all(committed for _, committed in told)
+    await payment.refresh_from_db()
+    assert payment.status == PaymentStatus.PAID
     await assert_ledger_invariants()
 
 
