@@ -6,6 +6,7 @@ each result, because it changes the numbers.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import platform
 import time
@@ -88,6 +89,26 @@ def cpu_model() -> str:
 
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def _spin(seconds: float) -> int:
+    """Pure-Python work for `seconds`: how many loops one process gets done."""
+    loops, end = 0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        for _ in range(10_000):
+            loops += 1
+    return loops
+
+
+def parallel_ceiling(seconds: float = 2.0) -> float:
+    """How much work two CPU-bound processes get done at once, over one alone: 2.0 on two
+    real cores, less when the machine's "cores" share a physical one or a host. No set of
+    processes (two workers, PostgreSQL, Redis and the load generator) scales past it."""
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(2) as pool:
+        one = pool.apply(_spin, (seconds,))
+        two = sum(pool.map(_spin, [seconds, seconds]))
+    return two / one
 
 
 def machine_header() -> list[str]:

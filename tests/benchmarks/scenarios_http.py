@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from contextlib import nullcontext
@@ -15,7 +16,7 @@ from tests.benchmarks.client import (
 )
 from tests.benchmarks.context import Context
 from tests.benchmarks.loadgen import load, raw_request
-from tests.benchmarks.measure import CpuMeter, CpuShare
+from tests.benchmarks.measure import CpuMeter, CpuShare, parallel_ceiling
 from tests.benchmarks.psp import LeanPsp
 from tests.benchmarks.report import Row, http_row, skipped
 from tests.benchmarks.servers import Server, TempPostgres, redis_available
@@ -116,9 +117,12 @@ async def workers(ctx: Context) -> list[Row]:
         two.floor, two.ratio = f"1 worker: {rates[1]:,.0f} req/s", f"{speedup:.2f}×"
         two.target = f"≥ {TARGET_WORKERS_SPEEDUP}× one worker"
         two.ok = speedup >= TARGET_WORKERS_SPEEDUP
+    ceiling = await asyncio.to_thread(parallel_ceiling)
     pinning = (
         f"load generator pinned to CPU {core} (taskset-like sched_setaffinity); the servers, "
-        f"PostgreSQL and Redis run on all {len(before)} CPUs, so they share CPU {core} with it"
+        f"PostgreSQL and Redis run on all {len(before)} CPUs, so they share CPU {core} with it; "
+        f"two CPU-bound Python processes here do {ceiling:.2f}× the work of one (measured "
+        "just after): no two-process speed-up can exceed that"
     )
     for row in rows:
         row.notes = f"{pinning}; {row.notes}"
