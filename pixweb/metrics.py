@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -32,6 +32,22 @@ class _BrokerCollector(Collector):
         for name in BROKER_COUNTERS:
             family.add_metric([name], float(getattr(self.broker, name, 0)))
         yield family
+
+
+class _Open(AbstractContextManager[None]):
+    """A gauge raised for the block (a class: each open socket holds one all its life, and
+    a suspended generator-based context manager costs ~0.5 KB more)."""
+
+    __slots__ = ("_gauge",)
+
+    def __init__(self, gauge: Gauge) -> None:
+        self._gauge = gauge
+
+    def __enter__(self) -> None:
+        self._gauge.inc()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._gauge.dec()
 
 
 class Metrics:
@@ -96,15 +112,9 @@ class Metrics:
         )
         self.registry.register(_BrokerCollector(broker))
 
-    @contextmanager
-    def socket_open(self, kind: str) -> Iterator[None]:
+    def socket_open(self, kind: str) -> AbstractContextManager[None]:
         """Count a socket as open for the duration of the block."""
-        gauge = self.sockets.labels(kind)
-        gauge.inc()
-        try:
-            yield
-        finally:
-            gauge.dec()
+        return _Open(self.sockets.labels(kind))
 
     def pushed(self, event: dict[str, Any]) -> None:
         """Record the latency of a push caused by `event` (stamped `at` when published)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -88,19 +88,29 @@ async def until_shutdown() -> None:
     raise ServerClosingError("server shutting down")
 
 
-@contextlib.asynccontextmanager
-async def closing_as_ended() -> AsyncIterator[None]:
+class closing_as_ended:  # noqa: N801 (used as a function: `async with closing_as_ended()`)
     """Close the socket with the code its ending calls for: 1013 for a dropped subscription
     (the client reconnects and resyncs), 1009 for a frame too big, 1012 for a graceful
-    server shutdown."""
-    try:
-        yield
-    except SubscriptionLaggedError:
-        await websocket.close(CLOSE_TRY_AGAIN, "fell behind: reconnect")
-    except TooBigError:
-        await websocket.close(CLOSE_TOO_BIG, "message too big")
-    except ServerClosingError:
-        await websocket.close(CLOSE_RESTART, "server restarting")
+    server shutdown.
+
+    A class, not a generator-based context manager: every open payer socket holds one for
+    its whole life, and a suspended generator's frame costs ~0.5 KB a socket more."""
+
+    __slots__ = ()
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: Any, trace: Any) -> bool:
+        if isinstance(error, SubscriptionLaggedError):
+            await websocket.close(CLOSE_TRY_AGAIN, "fell behind: reconnect")
+        elif isinstance(error, TooBigError):
+            await websocket.close(CLOSE_TOO_BIG, "message too big")
+        elif isinstance(error, ServerClosingError):
+            await websocket.close(CLOSE_RESTART, "server restarting")
+        else:
+            return False
+        return True
 
 
 async def serve_until_closed(*work: Coroutine[Any, Any, None]) -> None:
@@ -109,24 +119,28 @@ async def serve_until_closed(*work: Coroutine[Any, Any, None]) -> None:
         await race(*work, until_shutdown())
 
 
-@contextlib.asynccontextmanager
-async def reading_client(
-    ended: Callable[[BaseException], None], limit: int = 4096
-) -> AsyncIterator[None]:
+class reading_client:  # noqa: N801 (used as a function, as closing_as_ended)
     """Read and drop what the client sends while the block runs; what ends the reading (a
     frame over `limit`) is handed to `ended`."""
 
-    async def read() -> None:
-        try:
-            await ignore_client_messages(limit)
-        except Exception as error:
-            ended(error)
+    __slots__ = ("_ended", "_limit", "_reader")
 
-    reader = asyncio.create_task(read())
-    try:
-        yield
-    finally:
-        await cancelled(reader)
+    def __init__(self, ended: Callable[[BaseException], None], limit: int = 4096) -> None:
+        self._ended, self._limit = ended, limit
+        self._reader: asyncio.Task[None] | None = None
+
+    async def _read(self) -> None:
+        try:
+            await ignore_client_messages(self._limit)
+        except Exception as error:
+            self._ended(error)
+
+    async def __aenter__(self) -> None:
+        self._reader = asyncio.create_task(self._read())
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: Any, trace: Any) -> None:
+        if self._reader is not None:
+            await cancelled(self._reader)
 
 
 async def race(*coroutines: Coroutine[Any, Any, None]) -> None:

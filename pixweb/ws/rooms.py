@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
 from typing import Protocol
 from uuid import UUID
 
@@ -259,22 +258,47 @@ class Rooms:
                 watcher.fail(ServerClosingError("server shutting down"))
 
 
-@contextlib.asynccontextmanager
-async def watch(
-    payment_id: UUID, broker: Broker, render: Renderer, *, as_json: bool
-) -> AsyncIterator[Watcher]:
-    """Join the payment's room (made on first use); subscribed when this yields."""
-    rooms: Rooms | None = current_app.extensions.get(ROOMS_KEY)
-    if rooms is None:
-        rooms = current_app.extensions[ROOMS_KEY] = Rooms(get_shutdown())
-    room = rooms.room(payment_id, broker, render)
-    watcher = Watcher(as_json, room)
-    room.join(watcher)
-    if get_shutdown().is_set():
-        watcher.fail(ServerClosingError("server shutting down"))
-    try:
-        await asyncio.wait_for(room.subscribed.wait(), SUBSCRIBE_TIMEOUT)
-        yield watcher
-    finally:
-        await room.leave(watcher)
-        await rooms.release(room)
+class watch:  # noqa: N801 (used as a function: `async with watch(...) as watcher`)
+    """Join the payment's room (made on first use); subscribed once entered.
+
+    A class, not a generator-based context manager: every open socket holds one for its
+    whole life (the per-socket cost, see the module's docstring)."""
+
+    __slots__ = ("_args", "_rooms", "_watcher")
+
+    def __init__(
+        self, payment_id: UUID, broker: Broker, render: Renderer, *, as_json: bool
+    ) -> None:
+        self._args = (payment_id, broker, render, as_json)
+        self._rooms: Rooms | None = None
+        self._watcher: Watcher | None = None
+
+    async def __aenter__(self) -> Watcher:
+        payment_id, broker, render, as_json = self._args
+        rooms: Rooms | None = current_app.extensions.get(ROOMS_KEY)
+        if rooms is None:
+            rooms = current_app.extensions[ROOMS_KEY] = Rooms(get_shutdown())
+        room = rooms.room(payment_id, broker, render)
+        watcher = Watcher(as_json, room)
+        room.join(watcher)
+        self._rooms, self._watcher = rooms, watcher
+        if get_shutdown().is_set():
+            watcher.fail(ServerClosingError("server shutting down"))
+        try:
+            await asyncio.wait_for(room.subscribed.wait(), SUBSCRIBE_TIMEOUT)
+        except BaseException:
+            await self._leave()
+            raise
+        return watcher
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: object, trace: object
+    ) -> None:
+        await self._leave()
+
+    async def _leave(self) -> None:
+        rooms, watcher, self._rooms, self._watcher = self._rooms, self._watcher, None, None
+        room = watcher.room if watcher is not None else None
+        if rooms is not None and watcher is not None and room is not None:
+            await room.leave(watcher)
+            await rooms.release(room)
