@@ -32,7 +32,6 @@ BRAZIL = ZoneInfo("America/Sao_Paulo")
 BOM = "\ufeff"
 PAGE_SIZE = 1000
 MEDIA_TYPE = "text/csv; charset=utf-8"
-DATE_FORMAT = "%d/%m/%Y %H:%M:%S"
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 PAYMENT_COLUMNS = (
@@ -64,8 +63,13 @@ def decimal_comma(cents: int) -> str:
 
 
 def local_datetime(moment: datetime | None) -> str:
-    """A timestamp as Brasília time, "22/11/2026 14:05:09"; empty for none."""
-    return "" if moment is None else moment.astimezone(BRAZIL).strftime(DATE_FORMAT)
+    """A timestamp as Brasília time, "22/11/2026 14:05:09"; empty for none.
+
+    Formatted field by field: strftime took half of this function's time, on every row."""
+    if moment is None:
+        return ""
+    t = moment.astimezone(BRAZIL)
+    return f"{t.day:02d}/{t.month:02d}/{t.year} {t.hour:02d}:{t.minute:02d}:{t.second:02d}"
 
 
 def text_cell(value: str | None) -> str:
@@ -131,11 +135,12 @@ async def started(body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     return rest()
 
 
-# `at` is created_at as the database gives it (see _moment): Tortoise's own conversion
-# parses SQLite's text with iso8601 at ~11 µs a row, most of a CSV row's cost.
+# Each column is read as the database gives it (RawSQL annotations): Tortoise's per-field
+# conversions (iso8601 parsing SQLite's timestamp text at ~11 µs a row, the kind's enum)
+# were most of a CSV row's cost. The timestamp is parsed by _moment.
 MOVEMENT_FIELDS = (
     "id",
-    "at",
+    "created_at",
     "kind",
     "amount_cents",
     "balance_after_cents",
@@ -143,6 +148,7 @@ MOVEMENT_FIELDS = (
     "counterpart",
     "description",
 )
+_RAW_MOVEMENT = {f"raw_{name}": RawSQL(name) for name in MOVEMENT_FIELDS}
 
 
 def _moment(value: datetime | str) -> datetime:
@@ -158,7 +164,7 @@ def _movement_row(row: tuple[Any, ...]) -> list[str]:
     return [
         str(movement_id),
         local_datetime(_moment(created_at)),
-        str(kind),
+        kind,
         decimal_comma(amount),
         decimal_comma(balance_after),
         text_cell(reference),
@@ -196,8 +202,8 @@ async def movements_csv(
             await (query.filter(after) if after else query)
             .order_by("-created_at", "-id")
             .limit(page_size)
-            .annotate(at=RawSQL("created_at"))
-            .values_list(*MOVEMENT_FIELDS)
+            .annotate(**_RAW_MOVEMENT)
+            .values_list(*_RAW_MOVEMENT)
         )
         if not page and not head:
             return

@@ -14,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pixweb.models import Account, Movement, MovementKind, Payment, PaymentStatus
 from pixweb.services import exports
@@ -263,3 +265,25 @@ async def test_100000_movements_stream_with_bounded_memory(client, merchant, aut
     # holds about one page of rows at a time.
     assert size > 5_000_000
     assert peak < size / 3, (peak, size)
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1970, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+    )
+)
+def test_local_datetime_is_brasilia_time_day_first(moment: datetime) -> None:
+    """Formatted field by field for speed: the same text as strftime, daylight saving time
+    of the years Brazil had it included."""
+    expected = moment.astimezone(exports.BRAZIL).strftime("%d/%m/%Y %H:%M:%S")
+    assert exports.local_datetime(moment) == expected
+
+
+def test_local_datetime_examples() -> None:
+    assert (
+        exports.local_datetime(datetime(2026, 11, 22, 17, 5, 9, tzinfo=UTC))
+        == "22/11/2026 14:05:09"
+    )
+    # 2018-11-04: Brasília on daylight saving time (UTC-2) until February 2019.
+    assert exports.local_datetime(datetime(2018, 12, 1, 12, 0, tzinfo=UTC)) == "01/12/2018 10:00:00"
+    assert exports.local_datetime(None) == ""
