@@ -13,6 +13,7 @@ from quart.typing import TestClientProtocol as Client
 
 from pixweb.models import Payment
 from pixweb.services.clock import utcnow
+from pixweb.ws import rooms
 
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
 
@@ -71,6 +72,30 @@ async def test_fifty_concurrent_confirmations_push_exactly_once(
         assert statuses == [200] * 50
         assert 'data-status="paid"' in await receive(socket)
         await nothing_more(socket, 0.3)
+
+
+async def test_pages_opening_at_once_read_their_payments_a_few_at_a_time_and_all_get_them(
+    client: Client, auth: dict[str, str], sign: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reconnect storm's first reads wait their turn in the process (rooms.FIRST_READS),
+    so a confirmation meanwhile does not queue behind thousands of them in the database."""
+    monkeypatch.setattr(rooms, "FIRST_READS", 1)
+    charges = [await create(client, auth) for _ in range(12)]
+
+    async def page(payment: dict[str, Any], paid: bool) -> str:
+        async with client.websocket(f"/ws/payments/{payment['id']}") as socket:
+            fragment = await receive(socket, 10)
+            if paid and 'data-status="paid"' not in fragment:  # confirmed after it opened
+                fragment = await receive(socket, 10)
+            return fragment
+
+    pages = [page(payment, paid=n == 0) for n, payment in enumerate(charges)]
+    opening = asyncio.gather(*pages)
+    await asyncio.sleep(0)
+    assert await confirm(client, sign, charges[0]) == 200
+    fragments = await opening
+    assert 'data-status="paid"' in fragments[0]
+    assert all('data-status="pending"' in fragment for fragment in fragments[1:])
 
 
 async def test_two_sockets_on_two_payments_receive_only_their_own_events(

@@ -41,6 +41,7 @@ from pixweb.ws.common import ServerClosingError, cancelled, seconds_until
 ROOMS_KEY = "pixweb.ws.rooms"
 INBOX_SIZE = 16
 SUBSCRIBE_TIMEOUT = 10.0
+FIRST_READS = 4  # rooms reading their payment at once (see Rooms)
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,13 @@ class Room:
     """The watchers of one payment in this process, the task that feeds them, and the
     presence announcement while some of them are people on the page."""
 
-    def __init__(self, payment_id: UUID, broker: Broker, render: Renderer) -> None:
+    def __init__(
+        self,
+        payment_id: UUID,
+        broker: Broker,
+        render: Renderer,
+        first_reads: asyncio.Semaphore | None = None,
+    ) -> None:
         self.payment_id = payment_id
         self.watchers: set[Watcher] = set()
         self.subscribed = asyncio.Event()
@@ -115,6 +122,7 @@ class Room:
         self.payment: Payment | None = None
         self._broker = broker
         self._render = render
+        self._first_reads = first_reads or asyncio.Semaphore(1)
         self._task = asyncio.create_task(self._run())
         self._people = 0  # HTML watchers: a person has the page open
         self._presence: asyncio.Task[None] | None = None
@@ -138,7 +146,8 @@ class Room:
         try:
             async with self._broker.subscribe(payment_channel(self.payment_id)) as events:
                 # Read after subscribing: a change in between is pushed, not lost.
-                payment = self.payment = await payments.get_payment(self.payment_id)
+                async with self._first_reads:
+                    payment = self.payment = await payments.get_payment(self.payment_id)
                 self.subscribed.set()
                 while True:
                     try:
@@ -231,13 +240,18 @@ class Rooms:
 
     def __init__(self, shutdown: asyncio.Event) -> None:
         self.by_payment: dict[UUID, Room] = {}
+        # Rooms starting at once (5,000 pages reconnecting after a deploy) read their payment
+        # FIRST_READS at a time: the others wait here, not in the database's queue, where
+        # every statement of a confirmation arriving meanwhile would wait behind them all.
+        self.first_reads = asyncio.Semaphore(FIRST_READS)
         self._shutdown = shutdown
         self._closer: asyncio.Task[None] | None = None
 
     def room(self, payment_id: UUID, broker: Broker, render: Renderer) -> Room:
         room = self.by_payment.get(payment_id)
         if room is None or room._task.done():
-            room = self.by_payment[payment_id] = Room(payment_id, broker, render)
+            room = Room(payment_id, broker, render, self.first_reads)
+            self.by_payment[payment_id] = room
         if self._closer is None:
             self._closer = asyncio.create_task(self._close_on_shutdown())
         return room
