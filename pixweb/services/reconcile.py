@@ -9,13 +9,12 @@ at most WINDOW, and records each Pix not yet known through the one path
 e2eids already recorded are skipped with one query per page.
 
 The checkpoint only moves forward, and only after a page's records are committed (CHUNK
-records a transaction, each in its own savepoint, their events published after the
-commit): to a window's end once all its pages are read, and within a
-window to the latest `horario` read so far while the PSP lists in `horario` order (the
-specification does not say it must: an answer out of order is noticed and the checkpoint
-then waits for the window's end). A run that fails midway resumes from the last good point;
-pages read again are skipped cheaply, and a Pix is recorded once whatever runs at once (its
-end_to_end_id is unique).
+records a transaction, each in its own savepoint, their events published after the commit):
+to a window's end once all its pages are read, and within a window to the latest `horario`
+read so far while the PSP lists in `horario` order (the specification does not say it must:
+an answer out of order is noticed and the checkpoint then waits for the window's end). A run
+that fails midway resumes from the last good point; pages read again are skipped cheaply,
+and a Pix is recorded once whatever runs at once (its end_to_end_id is unique).
 
 One runner per merchant at a time (`single_runner`): on PostgreSQL a transaction-level
 advisory lock, `pg_try_advisory_xact_lock`, taken by a task that keeps one pooled
@@ -67,6 +66,10 @@ WINDOW = timedelta(days=1)  # the longest inicio..fim asked at once (PSPs limit 
 PAGE_SIZE = 1000  # the most the API Pix allows
 # Pix recorded per transaction: one commit (and fsync) for many, while holding SQLite's one
 # writer (and on PostgreSQL the merchant's account row) for a fraction of a second at most.
+# On PostgreSQL a webhook settling a charge of the same chunk at that very moment can
+# deadlock with it (charge then account, against account then charge): PostgreSQL ends one,
+# and nothing is lost (the run fails and the next records the chunk, or the PSP delivers
+# the webhook again).
 CHUNK = 100
 MAX_PAGES = 10_000  # per window: a PSP announcing more is not paged forever
 FIRST_PASS_MAX_SECONDS = 30.0  # the server's first pass, at a random moment within this

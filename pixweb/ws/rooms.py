@@ -112,7 +112,7 @@ class Room:
         payment_id: UUID,
         broker: Broker,
         render: Renderer,
-        first_reads: asyncio.Semaphore | None = None,
+        first_reads: asyncio.Semaphore,
     ) -> None:
         self.payment_id = payment_id
         self.watchers: set[Watcher] = set()
@@ -122,7 +122,7 @@ class Room:
         self.payment: Payment | None = None
         self._broker = broker
         self._render = render
-        self._first_reads = first_reads or asyncio.Semaphore(1)
+        self._first_reads = first_reads  # shared by the process's rooms (see Rooms)
         self._task = asyncio.create_task(self._run())
         self._people = 0  # HTML watchers: a person has the page open
         self._presence: asyncio.Task[None] | None = None
@@ -278,14 +278,13 @@ class watch:  # noqa: N801 (used as a function: `async with watch(...) as watche
     A class, not a generator-based context manager: every open socket holds one for its
     whole life (the per-socket cost, see the module's docstring)."""
 
-    __slots__ = ("_args", "_rooms", "_watcher")
+    __slots__ = ("_args", "_joined")
 
     def __init__(
         self, payment_id: UUID, broker: Broker, render: Renderer, *, as_json: bool
     ) -> None:
         self._args = (payment_id, broker, render, as_json)
-        self._rooms: Rooms | None = None
-        self._watcher: Watcher | None = None
+        self._joined: tuple[Rooms, Room, Watcher] | None = None
 
     async def __aenter__(self) -> Watcher:
         payment_id, broker, render, as_json = self._args
@@ -295,7 +294,7 @@ class watch:  # noqa: N801 (used as a function: `async with watch(...) as watche
         room = rooms.room(payment_id, broker, render)
         watcher = Watcher(as_json, room)
         room.join(watcher)
-        self._rooms, self._watcher = rooms, watcher
+        self._joined = (rooms, room, watcher)
         if get_shutdown().is_set():
             watcher.fail(ServerClosingError("server shutting down"))
         try:
@@ -311,8 +310,7 @@ class watch:  # noqa: N801 (used as a function: `async with watch(...) as watche
         await self._leave()
 
     async def _leave(self) -> None:
-        rooms, watcher, self._rooms, self._watcher = self._rooms, self._watcher, None, None
-        room = watcher.room if watcher is not None else None
-        if rooms is not None and watcher is not None and room is not None:
+        if self._joined is not None:
+            (rooms, room, watcher), self._joined = self._joined, None
             await room.leave(watcher)
             await rooms.release(room)
