@@ -154,8 +154,9 @@ async def record_received_pix(
     key = _key(end_to_end_id, txid)
     if not 0 < amount_cents <= money.MAX_CENTS:
         raise InvalidInputError("value out of range", fields={"value": "out of range"})
-    if existing := await ReceivedPix.get_or_none(end_to_end_id=key):
-        return existing, False
+    # No read for an existing record first: the unique key answers it (below) on the rare
+    # repeat, and the common case, a new Pix, saves a statement (the intake and
+    # reconciliation skip the ones they know with one read per batch).
     # pixweb's txids: 25 characters for a static code, 35 for a charge made at the PSP.
     if payment is None or payment.txid != txid:
         payment = await Payment.get_or_none(txid=txid) if txid is not None else None
@@ -180,7 +181,8 @@ async def record_received_pix(
         async with in_transaction():
             record = await _record(fields, payment, end_to_end_id, events)
     except IntegrityError:
-        # A concurrent call recorded this Pix first (its unique key): that one stands.
+        # Recorded before, or by a concurrent call first (its unique key): that one stands,
+        # and everything this call did is rolled back with its transaction.
         if existing := await ReceivedPix.get_or_none(end_to_end_id=key):
             return existing, False
         raise
