@@ -15,9 +15,10 @@ from quart import Blueprint, Response, render_template, request
 from quart_schema import hide
 
 from pixweb.deps import check_csrf, get_broker, session_merchant
-from pixweb.errors import AuthenticationError, ControlCharacterError, PixwebError
+from pixweb.errors import AuthenticationError, PixwebError
 from pixweb.models import Merchant
 from pixweb.services import api_keys
+from pixweb.web import forms
 
 blueprint = Blueprint("web_api_keys", __name__)
 blueprint.before_request(check_csrf)
@@ -53,13 +54,10 @@ async def _answer(merchant: Merchant, *, status: int = 200, **context: Any) -> R
 
 
 def _messages(error: PixwebError) -> dict[str, str]:
-    fields = error.fields or {}
-    messages = {name: FIELD_MESSAGES.get(name, "Valor inválido.") for name in fields}
-    if str(fields.get("scopes", "")).startswith("unknown scope"):  # a forged form
+    messages = forms.field_messages(error, FIELD_MESSAGES, "Não foi possível criar a chave: ")
+    if str((error.fields or {}).get("scopes", "")).startswith("unknown scope"):  # forged form
         messages["scopes"] = "Permissão desconhecida."
-    if isinstance(error, ControlCharacterError):
-        messages = dict.fromkeys(messages, "Remova os caracteres invisíveis ou de controle.")
-    return messages or {"": "Não foi possível criar a chave: " + error.detail}
+    return messages
 
 
 @blueprint.get("/dashboard/api-keys")

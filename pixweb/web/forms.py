@@ -81,6 +81,17 @@ def messages_for(error: PixwebError, *, available_cents: int | None = None) -> d
     return messages
 
 
+def field_messages(error: PixwebError, texts: dict[str, str], failed: str) -> dict[str, str]:
+    """A settings form's fields at fault, in Portuguese: each field's text in `texts` (else
+    "Valor inválido."), or the control-character message when that is the fault; `failed`
+    followed by the error's detail when it names no field."""
+    fields = error.fields or {}
+    if isinstance(error, ControlCharacterError):
+        return dict.fromkeys(fields, CONTROL_CHARACTERS) or {"": failed + error.detail}
+    messages = {name: texts.get(name, "Valor inválido.") for name in fields}
+    return messages or {"": failed + error.detail}
+
+
 def _charge_state(detail: str) -> str:
     """The status named by settlement's "payment is <status> and cannot be ..." conflicts."""
     words = detail.split()

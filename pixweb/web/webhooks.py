@@ -22,7 +22,6 @@ from pixweb.deps import check_csrf, get_broker, get_config, session_merchant
 from pixweb.errors import (
     AuthenticationError,
     ConflictError,
-    ControlCharacterError,
     NotFoundError,
     PixwebError,
     UnsafeUrlError,
@@ -30,6 +29,7 @@ from pixweb.errors import (
 from pixweb.models import Merchant
 from pixweb.services import webhook_endpoints as endpoints
 from pixweb.services import webhook_log
+from pixweb.web import forms
 
 blueprint = Blueprint("web_webhooks", __name__)
 blueprint.before_request(check_csrf)
@@ -68,15 +68,12 @@ async def _answer(merchant: Merchant, *, status: int = 200, **context: Any) -> R
 
 def _messages(error: PixwebError) -> dict[str, str]:
     """Portuguese messages for the create form's fields at fault."""
-    messages = {name: FIELD_MESSAGES.get(name, "Valor inválido.") for name in error.fields or {}}
     if isinstance(error, UnsafeUrlError):
-        messages["url"] = (
-            "Endereço recusado: use https e um endereço público da internet "
+        return {
+            "url": "Endereço recusado: use https e um endereço público da internet "
             f"({(error.fields or {}).get('url', error.detail)})."
-        )
-    elif isinstance(error, ControlCharacterError):
-        messages = dict.fromkeys(messages, "Remova os caracteres invisíveis ou de controle.")
-    return messages or {"": "Não foi possível salvar: " + error.detail}
+        }
+    return forms.field_messages(error, FIELD_MESSAGES, "Não foi possível salvar: ")
 
 
 @blueprint.get("/dashboard/webhooks")
