@@ -89,11 +89,11 @@ def serve(config: Config, host: str, port: int, *, workers: int = 1) -> None:
 def _own_sockets_per_worker(hypercorn: HypercornConfig, bound: Sockets) -> Sockets | None:
     """Let each worker listen on its own socket (None: the sockets to share, when it cannot).
 
-    Workers sharing one listening socket do not share its connections: whichever wakes
-    first accepts every connection then waiting, so 32 keep-alive clients arriving
-    together could all land on one worker while the other idles (make bench: two workers
-    did 0.7-1.1x one). With SO_REUSEPORT each worker binds its own socket to the address
-    and the kernel spreads new connections across them. The sockets bound here stay open,
+    Workers sharing one listening socket do not share its connections evenly: whichever
+    wakes first accepts every connection then waiting (32 keep-alive clients arriving
+    together split 21/11 between two workers). With SO_REUSEPORT each worker binds its own
+    socket to the address and the kernel spreads new connections across them (18/14).
+    The sockets bound here stay open,
     never listening (they receive nothing), holding the address (its port, when 0 asked
     for any) for the workers."""
     if not hasattr(socket, "SO_REUSEPORT") or bound.secure_sockets or bound.quic_sockets:
