@@ -33,6 +33,10 @@ class Outbox:
     def add(self, channel: str, event: Event) -> None:
         self.items.append((channel, event))
 
+    def take(self, other: Outbox) -> None:
+        """Add what `other` collected (a savepoint's events, once it was released)."""
+        self.items.extend(other.items)
+
     async def publish(self, broker: Broker) -> None:
         """Send everything collected, in order (the broker logs and counts failures).
 

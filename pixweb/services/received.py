@@ -189,7 +189,7 @@ async def record_received_pix(
     if outbox is None:
         await events.publish(broker)
     else:
-        outbox.items.extend(events.items)
+        outbox.take(events)
     return record, True
 
 

@@ -87,8 +87,9 @@ def field_messages(error: PixwebError, texts: dict[str, str], failed: str) -> di
     followed by the error's detail when it names no field."""
     fields = error.fields or {}
     if isinstance(error, ControlCharacterError):
-        return dict.fromkeys(fields, CONTROL_CHARACTERS) or {"": failed + error.detail}
-    messages = {name: texts.get(name, "Valor inválido.") for name in fields}
+        messages = dict.fromkeys(fields, CONTROL_CHARACTERS)
+    else:
+        messages = {name: texts.get(name, "Valor inválido.") for name in fields}
     return messages or {"": failed + error.detail}
 
 

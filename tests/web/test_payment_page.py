@@ -105,7 +105,7 @@ class TestProduction:
         assert brcode.decode(payment["brcode"]).valid
 
 
-class _NoThreads(concurrent.futures.ThreadPoolExecutor):
+class _CountingExecutor(concurrent.futures.ThreadPoolExecutor):
     """The loop's default executor, counting what is handed to it."""
 
     def __init__(self) -> None:
@@ -125,7 +125,7 @@ async def test_page_and_socket_render_without_a_thread(
     socket's fragment, to return nothing."""
     payment = await create(client, auth)
     loop = asyncio.get_running_loop()
-    counting = _NoThreads()
+    counting = _CountingExecutor()
     loop.set_default_executor(counting)
     try:
         page = await client.get(f"/payments/pix/{payment['id']}")
