@@ -189,11 +189,11 @@ def _text(value: str | None) -> str | None:
 
 async def _client(connection: PspConnection, clients: PspClients) -> PspClient:
     try:
-        client = await clients.for_merchant(connection.merchant_id)
+        client = await clients.for_connection(connection)
     except UnsafeUrlError as exc:  # the PSP's address now resolves where pixweb never calls
         detail = f"the PSP's address is refused now: {exc.detail}"
         raise PspUnavailableError(detail, step="pix") from None
-    if client is None:  # disconnected meanwhile
+    if client is None:  # a sandbox connection where the sandbox is off (production)
         raise NotFoundError(UNKNOWN_TOKEN)
     return client
 

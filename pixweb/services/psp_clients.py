@@ -107,7 +107,17 @@ class PspClients:
         stored secrets cannot be decrypted (another PIXWEB_ENCRYPTION_KEY); UnsafeUrlError
         when the stored URLs no longer pass netguard."""
         row = await PspConnection.get_or_none(merchant_id=merchant_id)
-        if row is None or (row.sandbox and self.sandbox_secret_key is None):
+        if row is None:
+            self.evict(merchant_id)
+            return None
+        return await self.for_connection(row)
+
+    async def for_connection(self, row: PspConnection) -> PspClient | None:
+        """`for_merchant` for a row the caller has just read (the webhook intake found the
+        connection by its token): the client its credentials make, without reading it again.
+        """
+        merchant_id = row.merchant_id
+        if row.sandbox and self.sandbox_secret_key is None:
             self.evict(merchant_id)
             return None
         fingerprint = _fingerprint(row)

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
+from tortoise.connection import get_connection
 
 from pixweb.config import ConfigError, load_config
 from pixweb.models import (
@@ -347,6 +348,26 @@ async def test_a_repeated_delivery_changes_nothing_and_calls_no_psp(
     assert await ReceivedPix.all().count() == 1
     assert await balance(merchant) == 1000
     await assert_ledger_invariants()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # SQLite's own trace
+async def test_a_delivery_reads_the_merchants_psp_connection_once(
+    client: Client, auth: dict[str, str], psp: FakePsp, token: str
+) -> None:
+    """The intake finds the connection by its token and builds (or reuses) the PSP client
+    from that row: no second read of it for the read-back (the statements SQLite ran)."""
+    payment = await create(client, auth, value="10.00")
+    at_psp(psp, e2e(1), "10.00", payment["bank_payment_id"])
+    statements: list[str] = []
+    sqlite = get_connection("default")._connection  # its aiosqlite connection
+    await sqlite.set_trace_callback(statements.append)
+    try:
+        await delivered(client, token, pix(e2e(1), "10.00", payment["bank_payment_id"]))
+    finally:
+        await sqlite.set_trace_callback(None)
+    reads = [s for s in statements if s.startswith("SELECT") and '"psp_connection"' in s]
+    assert len(reads) == 1, reads
+    assert readbacks(psp) == [f"/pix/{e2e(1)}"]
 
 
 async def test_fifty_concurrent_deliveries_record_and_credit_once(
