@@ -1,4 +1,4 @@
-"""The balance change of the ledger, in raw SQL: the one statement pixweb writes by hand.
+"""The balance change of the ledger, in raw SQL (`sql` builds the hot path's others).
 
 Issue 13: every movement changes a balance and needs the balance it left. Tortoise's
 UPDATE cannot return it, so each movement read the account back (and callers read it
@@ -12,18 +12,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from tortoise.connection import get_connection
+from pixweb.services import sql
 
 _SQL = (
-    "UPDATE account SET balance_cents = balance_cents + {amount}"
-    " WHERE {column} = {key}{floor} RETURNING id, merchant_id, balance_cents"
+    "UPDATE account SET balance_cents = balance_cents + ?"
+    " WHERE {column} = ?{floor} RETURNING id, merchant_id, balance_cents"
 )
-
-
-def _statement(column: str, debit: bool, postgres: bool) -> str:
-    marks = ("$1", "$2", "$3") if postgres else ("?", "?", "?")
-    floor = f" AND balance_cents >= {marks[2]}" if debit else ""
-    return _SQL.format(amount=marks[0], column=column, key=marks[1], floor=floor)
 
 
 async def add(
@@ -33,12 +27,12 @@ async def add(
     that would overdraw: (account id, merchant id, new balance), or None if nothing changed.
 
     Must run inside the caller's transaction (the connection `in_transaction` set)."""
-    connection = get_connection("default")
-    postgres = connection.capabilities.dialect == "postgres"
+    connection, postgres = sql.connection()
     debit = amount_cents < 0
+    statement = _SQL.format(column=column, floor=" AND balance_cents >= ?" if debit else "")
     values = [amount_cents, key, -amount_cents] if debit else [amount_cents, key]
     # execute_query_dict: Tortoise's execute_query drops the rows of an UPDATE on asyncpg.
-    rows = await connection.execute_query_dict(_statement(column, debit, postgres), values)
+    rows = await connection.execute_query_dict(sql.for_dialect(statement, postgres), values)
     if not rows:
         return None
     row = rows[0]

@@ -42,7 +42,7 @@ from pixweb.errors import (
 from pixweb.models import PixOutcome, PixSource, PspConnection, ReceivedPix
 from pixweb.psp.client import PspClient
 from pixweb.psp.schemas import Pix, WebhookPayload, centavos
-from pixweb.services import received, refunds
+from pixweb.services import received, refunds, sql
 from pixweb.services.events import Outbox
 from pixweb.services.psp_clients import PspClients
 from pixweb.services.psp_connections import find_by_webhook_token
@@ -115,9 +115,9 @@ async def receive_batch(
     """Confirm each new Pix of the batch with the PSP, then record the confirmed ones;
     return one result per item of the batch, in its order."""
     asked = list(dict.fromkeys(pix.end_to_end_id for pix in batch.pix))
-    known = ReceivedPix.filter(end_to_end_id__in=asked).values_list("end_to_end_id", flat=True)
+    known = await sql.values(ReceivedPix, "end_to_end_id", end_to_end_id__in=asked)
     results: dict[str, ItemResult] = {
-        str(e2eid): ItemResult(str(e2eid), ItemStatus.ALREADY_RECORDED) for e2eid in await known
+        str(e2eid): ItemResult(str(e2eid), ItemStatus.ALREADY_RECORDED) for e2eid in known
     }
     new = [e2eid for e2eid in asked if e2eid not in results]
     if new:

@@ -12,6 +12,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from pixweb.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+from pixweb.services import sql
 from pixweb.services.clock import utcnow
 from pixweb.services.events import Outbox
 
@@ -45,7 +46,7 @@ def _plain(value: Any) -> Any:
 
 async def enabled_endpoints(merchant_id: int) -> list[WebhookEndpoint]:
     """The merchant's endpoints that receive events, whatever events they asked for."""
-    return await WebhookEndpoint.filter(merchant_id=merchant_id, enabled=True, deleted_at=None)
+    return await sql.select(WebhookEndpoint, merchant_id=merchant_id, enabled=True, deleted_at=None)
 
 
 def subscribed(endpoints: list[WebhookEndpoint], type_: str) -> list[WebhookEndpoint]:

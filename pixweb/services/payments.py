@@ -35,7 +35,7 @@ from pixweb.models import (
 )
 from pixweb.pix import brcode
 from pixweb.psp.client import PspClient
-from pixweb.services import merchant_events, psp_charges, psp_sandbox
+from pixweb.services import merchant_events, psp_charges, psp_sandbox, sql
 from pixweb.services.clock import utcnow
 from pixweb.services.events import Outbox, account_channel, payment_channel
 from pixweb.services.ledger import request_hash
@@ -193,12 +193,11 @@ async def get_payment(
 
     `with_merchant` also loads `payment.merchant` (a join only the payer's page needs).
     """
-    query = Payment.filter(id=payment_id)
-    if merchant_id is not None:
-        query = query.filter(merchant_id=merchant_id)
+    owner = {} if merchant_id is None else {"merchant_id": merchant_id}
     if with_merchant:
-        query = query.select_related("merchant")
-    payment = await query.first()
+        payment = await Payment.filter(id=payment_id, **owner).select_related("merchant").first()
+    else:  # the payer's socket and the API: `sql` builds this one's text once
+        payment = await sql.get_or_none(Payment, id=payment_id, **owner)
     if payment is None:
         raise NotFoundError("payment not found")
     return payment

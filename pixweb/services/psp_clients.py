@@ -27,6 +27,7 @@ from pixweb.errors import EncryptionError
 from pixweb.models import PspConnection
 from pixweb.psp.client import PspClient
 from pixweb.psp.sandbox import auth as sandbox_auth
+from pixweb.services import sql
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ class PspClients:
         """The merchant's client, or None when no PSP is connected. EncryptionError when the
         stored secrets cannot be decrypted (another PIXWEB_ENCRYPTION_KEY); UnsafeUrlError
         when the stored URLs no longer pass netguard."""
-        row = await PspConnection.get_or_none(merchant_id=merchant_id)
+        row = await sql.get_or_none(PspConnection, merchant_id=merchant_id)
         if row is None:
             self.evict(merchant_id)
             return None

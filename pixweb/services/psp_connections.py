@@ -43,6 +43,7 @@ from pixweb.errors import (
 from pixweb.models import Merchant, PspConnection
 from pixweb.psp.client import PspClient
 from pixweb.psp.tls import certificate_info
+from pixweb.services import sql
 from pixweb.services.clock import utcnow
 from pixweb.services.psp_clients import PspClients, decrypt_field, encrypt_field
 
@@ -103,7 +104,7 @@ def webhook_token_hash(token: str) -> str:
 
 async def find_by_webhook_token(token: str) -> PspConnection | None:
     """The connection whose webhook URL carries `token` (the intake's lookup)."""
-    return await PspConnection.get_or_none(webhook_token_hash=webhook_token_hash(token))
+    return await sql.get_or_none(PspConnection, webhook_token_hash=webhook_token_hash(token))
 
 
 def view(row: PspConnection, *, encryption_key: str) -> ConnectionView:

@@ -33,7 +33,7 @@ from pixweb.models import (
     ReceivedPix,
     WebhookEndpoint,
 )
-from pixweb.services import ledger, merchant_events, payments, psp_charges
+from pixweb.services import ledger, merchant_events, payments, psp_charges, sql
 from pixweb.services.clock import utcnow
 from pixweb.services.events import Outbox, account_channel
 
@@ -86,13 +86,12 @@ async def mark_paid(
     it (`status_event`) carries the state a page renders, whichever path settled it.
     `endpoints` (`merchant_events.endpoints_of`) saves a read when the caller has them.
     """
-    query = Payment.filter(id=payment.id, status=PaymentStatus.PENDING)
+    still: dict[str, Any] = {"id": payment.id, "status": PaymentStatus.PENDING}
     if unexpired:
-        query = query.filter(expires_at__gt=now)
+        still["expires_at__gt"] = now
+    paid = {"status": PaymentStatus.PAID, "paid_at": now, "end_to_end_id": end_to_end_id}
     try:
-        updated = await query.update(
-            status=PaymentStatus.PAID, paid_at=now, end_to_end_id=end_to_end_id
-        )
+        updated = await sql.update(Payment, paid, **still)
     except IntegrityError as exc:
         raise ConflictError("end_to_end_id already settled another payment") from exc
     if updated:
@@ -159,7 +158,7 @@ async def record_received_pix(
     # reconciliation skip the ones they know with one read per batch).
     # pixweb's txids: 25 characters for a static code, 35 for a charge made at the PSP.
     if payment is None or payment.txid != txid:
-        payment = await Payment.get_or_none(txid=txid) if txid is not None else None
+        payment = await sql.get_or_none(Payment, txid=txid) if txid is not None else None
     if merchant_id is None:
         if payment is None:
             raise NotFoundError("no charge with this txid: no merchant to credit")

@@ -29,7 +29,7 @@ from pixweb.models import (
     ReceivedPix,
 )
 from pixweb.pix import brcode
-from pixweb.services import ledger, received
+from pixweb.services import ledger, received, sql
 from pixweb.services.clock import utcnow
 from pixweb.services.events import Outbox, account_channel
 from pixweb.services.payments import status_event
@@ -88,7 +88,7 @@ async def confirm_payment(
     validation.check_text("bank_payment_id", txid)
     if end_to_end_id is not None:
         validation.check_text("end_to_end_id", end_to_end_id)
-    payment = await Payment.get_or_none(txid=txid)
+    payment = await sql.get_or_none(Payment, txid=txid)
     if payment is None:
         raise NotFoundError("no payment with this bank_payment_id")
     if end_to_end_id is None or await _settled_unnamed(payment):
