@@ -47,6 +47,11 @@ class CpuShare:
     def per_request_ms(self, requests: int) -> tuple[float, float]:
         return self.server / requests * 1000, self.client / requests * 1000
 
+    def cores_busy(self) -> float:
+        """How many CPUs' worth every party kept busy on average."""
+        used = self.server + self.client + self.other + (self.psp or 0.0)
+        return used / self.seconds if self.seconds else 0.0
+
     def describe(self) -> str:
         def pct(cpu: float) -> str:
             return f"{cpu / self.seconds * 100:.0f}%" if self.seconds else "?"
