@@ -52,7 +52,7 @@ from pixweb.metrics import Metrics
 from pixweb.models import PixSource, PspConnection, ReceivedPix
 from pixweb.psp.client import PspClient
 from pixweb.psp.schemas import Pix
-from pixweb.services import intake, refunds
+from pixweb.services import intake, refunds, sql
 from pixweb.services.clock import utcnow
 from pixweb.services.events import Outbox
 from pixweb.services.jobs import PeriodicJob
@@ -263,8 +263,10 @@ async def _window(
 
 async def _record_page(run: Run, row: PspConnection, page: list[Pix], broker: Broker) -> None:
     asked = [pix.end_to_end_id for pix in page]
-    known = ReceivedPix.filter(end_to_end_id__in=asked).values_list("end_to_end_id", flat=True)
-    seen = {str(e2eid) for e2eid in await known}
+    seen = {
+        str(e2eid)
+        for e2eid in await sql.values(ReceivedPix, "end_to_end_id", end_to_end_id__in=asked)
+    }
     fresh: list[Pix] = []
     for pix in page:
         if pix.end_to_end_id in seen:

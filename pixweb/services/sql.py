@@ -17,7 +17,7 @@ Every function uses the connection of the caller's transaction when there is one
 from __future__ import annotations
 
 import re
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, TypeVar
 
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -35,8 +35,10 @@ def connection() -> tuple[BaseDBAsyncClient, bool]:
     return client, client.capabilities.dialect == "postgres"
 
 
+@lru_cache(maxsize=1024)
 def for_dialect(sql: str, postgres: bool) -> str:
-    """`sql` written with `?` marks, numbered `$1, $2...` for PostgreSQL (asyncpg)."""
+    """`sql` written with `?` marks, numbered `$1, $2...` for PostgreSQL (asyncpg); each
+    statement's answer is kept, as its text is."""
     if not postgres:
         return sql
     numbers = iter(range(1, sql.count("?") + 1))
@@ -83,7 +85,7 @@ def _shape_and_values(
     return tuple(shape), values
 
 
-@cache
+@lru_cache(maxsize=1024)  # a shape per list length of an `__in`: bounded all the same
 def _select_sql(
     model: type[Model], shape: tuple[tuple[str, int], ...], columns: tuple[str, ...], limit: bool
 ) -> str:
