@@ -13,9 +13,8 @@ import asyncio
 import weakref
 from datetime import datetime
 
-from tortoise.connection import get_connection
-
 from pixweb.models import DeliveryStatus, WebhookDelivery
+from pixweb.services import sql
 from pixweb.services.clock import utcnow
 
 _CLAIM_SQL = """
@@ -43,8 +42,8 @@ async def claim_due(
 ) -> list[tuple[int, int]]:
     """Claim at most `limit` due deliveries until `lease_until`, skipping `skip_endpoints`:
     (delivery id, endpoint id) pairs, the longest due first."""
-    connection = get_connection("default")
-    if connection.capabilities.dialect == "postgres":
+    connection, postgres = sql.connection()
+    if postgres:
         _, rows = await connection.execute_query(
             _CLAIM_SQL, [now, skip_endpoints, limit, lease_until]
         )

@@ -42,7 +42,6 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, cast
 
-from tortoise.connection import get_connection
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
@@ -120,7 +119,7 @@ _local_locks = weakref.WeakKeyDictionary()
 async def single_runner(merchant_id: int) -> AsyncIterator[bool]:
     """Hold the merchant's reconciliation lock for the block: yields False when another
     runner has it (nothing waits)."""
-    if get_connection("default").capabilities.dialect == "postgres":
+    if sql.connection()[1]:  # PostgreSQL
         async with _advisory_lock(merchant_id) as mine:
             yield mine
         return

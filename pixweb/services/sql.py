@@ -17,7 +17,7 @@ Every function uses the connection of the caller's transaction when there is one
 from __future__ import annotations
 
 import re
-from functools import cache, lru_cache
+from functools import lru_cache
 from typing import Any, TypeVar
 
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -120,7 +120,7 @@ async def values(model: type[Model], name: str, **conditions: Any) -> list[Any]:
     return [row[column] for row in rows]
 
 
-@cache
+@lru_cache(maxsize=256)
 def _update_sql(model: type[Model], changed: tuple[str, ...], shape: tuple[Any, ...]) -> str:
     assignments = ", ".join(f"{_column(model, name)} = ?" for name in changed)
     return f'UPDATE "{model._meta.db_table}" SET {assignments} WHERE {_where(model, shape)}'

@@ -7,7 +7,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from quart import Quart
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
@@ -100,7 +99,7 @@ async def test_a_unique_key_clash_is_tortoises_integrity_error_and_changes_nothi
 
 
 @pytest.mark.usefixtures("app")
-async def test_inside_a_transaction_they_use_its_connection(app: Quart) -> None:
+async def test_inside_a_transaction_they_use_its_connection() -> None:
     merchant = await make_merchant()
     _, payment, _ = await _payments(merchant, 3)
     with pytest.raises(RuntimeError):
@@ -112,6 +111,17 @@ async def test_inside_a_transaction_they_use_its_connection(app: Quart) -> None:
             raise RuntimeError("roll back")
     stored = await sql.get_or_none(Payment, id=payment.id)
     assert stored is not None and stored.status == PaymentStatus.PENDING  # rolled back
+
+
+@pytest.mark.usefixtures("app")
+async def test_a_condition_it_cannot_write_is_refused_not_read_as_an_equality() -> None:
+    merchant = await make_merchant()
+    await _payments(merchant, 2)
+    with pytest.raises(ValueError, match="unsupported condition: expires_at__lt"):
+        await sql.select(Payment, merchant_id=merchant.id, expires_at__lt=utcnow())
+    with pytest.raises(ValueError, match="unsupported condition"):
+        await sql.update(Payment, {"description": "x"}, expires_at__lte=utcnow())
+    assert await Payment.filter(description="x").count() == 0
 
 
 def test_postgres_marks_are_numbered_in_order() -> None:
