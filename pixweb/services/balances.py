@@ -20,19 +20,17 @@ _SQL = (
 )
 
 
-async def add(
+def add(
     column: Literal["id", "merchant_id"], key: int, amount_cents: int
-) -> tuple[int, int, int] | None:
+) -> sql.Plan[tuple[int, int, int] | None]:
     """Add a signed amount to the account whose `column` is `key`, unless it is a debit
     that would overdraw: (account id, merchant id, new balance), or None if nothing changed.
 
-    Must run inside the caller's transaction (the connection `in_transaction` set)."""
-    connection, postgres = sql.connection()
+    A step of the caller's plan, run inside its transaction."""
     debit = amount_cents < 0
     statement = _SQL.format(column=column, floor=" AND balance_cents >= ?" if debit else "")
     values = [amount_cents, key, -amount_cents] if debit else [amount_cents, key]
-    # execute_query_dict: Tortoise's execute_query drops the rows of an UPDATE on asyncpg.
-    rows = await connection.execute_query_dict(sql.for_dialect(statement, postgres), values)
+    rows = yield from sql.statement_plan(statement, values)
     if not rows:
         return None
     row = rows[0]

@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
@@ -21,7 +21,7 @@ from pixweb import money
 from pixweb.broker import Broker
 from pixweb.errors import ConflictError, NotFoundError, PixwebError, UnprocessableError
 from pixweb.models import Account, Movement, MovementKind, Notification
-from pixweb.services import balances
+from pixweb.services import balances, sql
 from pixweb.services.events import Outbox, account_channel
 
 MESSAGES = {
@@ -107,15 +107,22 @@ async def apply_movement(
 
     Must run inside a transaction; a debit that would overdraw raises InsufficientFundsError.
     """
-    changed = await balances.add("id", account.id, amount_cents)
-    if changed is None:
-        raise InsufficientFundsError("insufficient balance", fields={"value": "exceeds balance"})
-    return await _write_movement(
-        changed, kind, amount_cents, outbox, now, reference, counterpart, description, idempotency
+    return await sql.run(
+        _movement(
+            ("id", account.id),
+            kind,
+            amount_cents,
+            outbox=outbox,
+            now=now,
+            reference=reference,
+            counterpart=counterpart,
+            description=description,
+            idempotency=idempotency,
+        )
     )
 
 
-async def credit_merchant(
+def credit_merchant(
     merchant_id: int,
     kind: MovementKind,
     amount_cents: int,
@@ -125,32 +132,46 @@ async def credit_merchant(
     reference: str | None = None,
     counterpart: str | None = None,
     description: str | None = None,
-) -> Movement:
-    """`apply_movement` of a credit to a merchant's account, found by its merchant: one
-    statement instead of reading the account first (a received Pix)."""
+) -> sql.Plan[Movement]:
+    """`apply_movement` of a credit to a merchant's account, found by its merchant (no
+    read of the account first), as a step of the caller's plan (a received Pix's record)."""
     assert amount_cents > 0
-    changed = await balances.add("merchant_id", merchant_id, amount_cents)
-    if changed is None:
-        raise NotFoundError("account not found")
-    return await _write_movement(
-        changed, kind, amount_cents, outbox, now, reference, counterpart, description, None
+    return _movement(
+        ("merchant_id", merchant_id),
+        kind,
+        amount_cents,
+        outbox=outbox,
+        now=now,
+        reference=reference,
+        counterpart=counterpart,
+        description=description,
+        idempotency=None,
     )
 
 
-async def _write_movement(
-    changed: tuple[int, int, int],
+def _movement(
+    account: tuple[Literal["id", "merchant_id"], int],
     kind: MovementKind,
     amount_cents: int,
+    *,
     outbox: Outbox,
     now: datetime,
     reference: str | None,
     counterpart: str | None,
     description: str | None,
     idempotency: tuple[str, str] | None,
-) -> Movement:
+) -> sql.Plan[Movement]:
+    """The plan that changes the balance and writes the movement and its notification:
+    the one writer of movements, whatever moved the money."""
+    changed = yield from balances.add(*account, amount_cents)
+    if changed is None and amount_cents < 0:
+        raise InsufficientFundsError("insufficient balance", fields={"value": "exceeds balance"})
+    if changed is None:
+        raise NotFoundError("account not found")
     account_id, merchant_id, balance = changed
     key, fingerprint = idempotency or (None, None)
-    movement = await Movement.create(
+    movement = yield from sql.insert_plan(
+        Movement,
         account_id=account_id,
         kind=kind,
         amount_cents=amount_cents,
@@ -165,7 +186,8 @@ async def _write_movement(
     message = MESSAGES[kind].format(
         valor=money.format_brl(abs(amount_cents)), contraparte=counterpart or ""
     )
-    notification = await Notification.create(
+    notification = yield from sql.insert_plan(
+        Notification,
         merchant_id=merchant_id,
         tipo=kind.value,
         mensagem=message,

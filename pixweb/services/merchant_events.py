@@ -15,6 +15,7 @@ from typing import Any
 from pixweb import money
 from pixweb.models import Payment, WebhookEndpoint
 from pixweb.services import outbox as webhook_outbox
+from pixweb.services import sql
 from pixweb.services.clock import utcnow
 from pixweb.services.events import Outbox
 
@@ -35,6 +36,7 @@ def payment_data(payment: Payment) -> dict[str, Any]:
 
 
 endpoints_of = webhook_outbox.enabled_endpoints  # one SELECT, for a change's every event
+endpoints_plan = webhook_outbox.endpoints_plan  # the same, as a step of the change's plan
 
 
 async def emit(
@@ -51,9 +53,19 @@ async def emit(
     """
     if endpoints is None:
         endpoints = await endpoints_of(merchant_id)
+    await sql.run(emit_plan(outbox, merchant_id, type_, data, endpoints))
+
+
+def emit_plan(
+    outbox: Outbox,
+    merchant_id: int,
+    type_: str,
+    data: dict[str, Any],
+    endpoints: list[WebhookEndpoint],
+) -> sql.Plan[None]:
+    """`emit` to these endpoints of the merchant, as a step of the change's plan."""
     wanting = webhook_outbox.subscribed(endpoints, type_)
-    if wanting:  # none: record() would write nothing either
-        await webhook_outbox.record(outbox, merchant_id, type_, _as_api(data), endpoints=wanting)
+    yield from webhook_outbox.record_plan(outbox, merchant_id, type_, _as_api(data), wanting)
 
 
 async def charge(
@@ -65,6 +77,14 @@ async def charge(
 ) -> None:
     """Record a charge.* event: the payment as it stands in the caller's transaction."""
     await emit(outbox, payment.merchant_id, type_, payment_data(payment), endpoints=endpoints)
+
+
+def charge_plan(
+    outbox: Outbox, type_: str, payment: Payment, endpoints: list[WebhookEndpoint]
+) -> sql.Plan[None]:
+    """`charge`, as a step of the change's plan."""
+    data = payment_data(payment)
+    yield from emit_plan(outbox, payment.merchant_id, type_, data, endpoints)
 
 
 def _as_api(data: dict[str, Any]) -> dict[str, Any]:

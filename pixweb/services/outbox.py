@@ -44,9 +44,14 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
-async def enabled_endpoints(merchant_id: int) -> list[WebhookEndpoint]:
+def endpoints_plan(merchant_id: int) -> sql.Plan[list[WebhookEndpoint]]:
     """The merchant's endpoints that receive events, whatever events they asked for."""
-    return await sql.select(WebhookEndpoint, merchant_id=merchant_id, enabled=True, deleted_at=None)
+    return sql.select_plan(WebhookEndpoint, merchant_id=merchant_id, enabled=True, deleted_at=None)
+
+
+async def enabled_endpoints(merchant_id: int) -> list[WebhookEndpoint]:
+    """`endpoints_plan` on its own."""
+    return await sql.run(endpoints_plan(merchant_id))
 
 
 def subscribed(endpoints: list[WebhookEndpoint], type_: str) -> list[WebhookEndpoint]:
@@ -70,27 +75,38 @@ async def record(
     """
     if endpoints is None:
         endpoints = subscribed(await enabled_endpoints(merchant_id), type_)
+    return await sql.run(record_plan(outbox, merchant_id, type_, data, endpoints, manual=manual))
+
+
+def record_plan(
+    outbox: Outbox,
+    merchant_id: int,
+    type_: str,
+    data: dict[str, Any],
+    endpoints: list[WebhookEndpoint],
+    *,
+    manual: bool = False,
+) -> sql.Plan[WebhookEvent | None]:
+    """`record` for these endpoints, as a step of the change's plan."""
     if not endpoints:
         return None
     now = utcnow()
-    event = await WebhookEvent.create(
+    event = yield from sql.insert_plan(
+        WebhookEvent,
         id=new_event_id(),
         merchant_id=merchant_id,
         type=type_,
         data=json.loads(json.dumps(data, default=_plain)),
         created_at=now,
     )
-    await WebhookDelivery.bulk_create(
-        [
-            WebhookDelivery(
-                event_id=event.id,
-                endpoint_id=endpoint.id,
-                next_attempt_at=now,
-                created_at=now,
-                manual=manual,
-            )
-            for endpoint in endpoints
-        ]
-    )
+    for endpoint in endpoints:
+        yield from sql.insert_plan(
+            WebhookDelivery,
+            event_id=event.id,
+            endpoint_id=endpoint.id,
+            next_attempt_at=now,
+            created_at=now,
+            manual=manual,
+        )
     outbox.add(WEBHOOKS_CHANNEL, {"type": "webhook.due", "merchant_id": merchant_id})
     return event

@@ -31,7 +31,6 @@ from pixweb.models import (
     PixOutcome,
     PixSource,
     ReceivedPix,
-    WebhookEndpoint,
 )
 from pixweb.services import ledger, merchant_events, payments, psp_charges, sql
 from pixweb.services.clock import utcnow
@@ -77,27 +76,32 @@ async def mark_paid(
     *,
     outbox: Outbox,
     unexpired: bool = True,
-    endpoints: list[WebhookEndpoint] | None = None,
 ) -> bool:
     """Pending (and unexpired, unless told) -> paid, as one conditional UPDATE: true for
     the one winner, which records charge.paid (in the caller's transaction).
 
     The winner's `payment` then holds what it wrote, so the paid announcement built from
     it (`status_event`) carries the state a page renders, whichever path settled it.
-    `endpoints` (`merchant_events.endpoints_of`) saves a read when the caller has them.
     """
+    if paid := await sql.run(_mark_paid(payment, now, end_to_end_id, unexpired=unexpired)):
+        await merchant_events.charge(outbox, "charge.paid", payment)
+    return paid
+
+
+def _mark_paid(
+    payment: Payment, now: datetime, end_to_end_id: str | None, *, unexpired: bool
+) -> sql.Plan[bool]:
     still: dict[str, Any] = {"id": payment.id, "status": PaymentStatus.PENDING}
     if unexpired:
         still["expires_at__gt"] = now
     paid = {"status": PaymentStatus.PAID, "paid_at": now, "end_to_end_id": end_to_end_id}
     try:
-        updated = await sql.update(Payment, paid, **still)
+        updated = yield from sql.update_plan(Payment, paid, **still)
     except IntegrityError as exc:
         raise ConflictError("end_to_end_id already settled another payment") from exc
     if updated:
         payment.status, payment.paid_at = PaymentStatus.PAID, now
         payment.end_to_end_id = end_to_end_id
-        await merchant_events.charge(outbox, "charge.paid", payment, endpoints=endpoints)
     return bool(updated)
 
 
@@ -177,8 +181,7 @@ async def record_received_pix(
     }
     events = Outbox()  # this record's alone: nothing of a rolled-back savepoint leaks out
     try:
-        async with in_transaction():
-            record = await _record(fields, payment, end_to_end_id, events)
+        record = await sql.run_in_transaction(_record(fields, payment, end_to_end_id, events))
     except IntegrityError:
         # Recorded before, or by a concurrent call first (its unique key): that one stands,
         # and everything this call did is rolled back with its transaction.
@@ -209,24 +212,25 @@ def _key(end_to_end_id: str | None, txid: str | None) -> str:
     return txid_key(txid)
 
 
-async def _record(
+def _record(
     fields: dict[str, Any], payment: Payment | None, end_to_end_id: str | None, outbox: Outbox
-) -> ReceivedPix:
-    """Decide the outcome, credit the merchant and write the record (in a transaction)."""
-    now, amount = utcnow(), fields["amount_cents"]
+) -> sql.Plan[ReceivedPix]:
+    """Decide the outcome, credit the merchant, write the record and its events: one plan
+    (on SQLite, with its transaction, one hand-off to the database's thread)."""
+    now, amount, e2e = utcnow(), fields["amount_cents"], _payment_e2e(end_to_end_id)
     # One read of the merchant's webhook endpoints for both events (charge.paid, pix.received).
-    endpoints = await merchant_events.endpoints_of(fields["merchant_id"])
-    e2e = _payment_e2e(end_to_end_id)
-    outcome = await _outcome(payment, fields["txid"], amount, now, e2e, outbox, endpoints)
+    endpoints = yield from merchant_events.endpoints_plan(fields["merchant_id"])
+    outcome = yield from _outcome(payment, fields["txid"], amount, now, e2e)
     matched = outcome == PixOutcome.MATCHED
     reason = "" if matched else _reason(outcome, payment)
     # A matched Pix keeps its charge's reference and description, which the dashboard shows
     # and links; the others say which charge they were for and why they wait.
     if matched and payment is not None:
         reference, description = f"payment:{payment.id}", payment.description
+        yield from merchant_events.charge_plan(outbox, "charge.paid", payment, endpoints)
     else:
         reference, description = f"pix:{fields['end_to_end_id']}", f"A conciliar: Pix {reason}"
-    movement = await ledger.credit_merchant(
+    movement = yield from ledger.credit_merchant(
         fields["merchant_id"],
         MovementKind.PIX_RECEBIDO,
         amount,
@@ -236,42 +240,44 @@ async def _record(
         counterpart=end_to_end_id or fields["payer_name"],
         description=description[:140] if description else None,
     )
-    record = await ReceivedPix.create(
-        **fields, outcome=outcome, payment=payment, movement=movement, created_at=now
+    record = yield from sql.insert_plan(
+        ReceivedPix,
+        **fields,
+        outcome=outcome,
+        payment_id=payment.id if payment is not None else None,
+        movement_id=movement.id,
+        created_at=now,
     )
     if matched and payment is not None:
         payments.status_event(payment, outbox)
     else:
-        await _tell(record, f"Pix de {money.format_brl(amount)} recebido {reason}", outbox)
+        yield from _tell(record, f"Pix de {money.format_brl(amount)} recebido {reason}", outbox)
     data = received_dict(record)
     outbox.add(
         account_channel(record.merchant_id),
         {"type": "pix.received", "merchant_id": record.merchant_id, "pix": data},
     )
-    await merchant_events.emit(
-        outbox, record.merchant_id, "pix.received", data, endpoints=endpoints
+    yield from merchant_events.emit_plan(
+        outbox, record.merchant_id, "pix.received", data, endpoints
     )
     return record
 
 
-async def _outcome(
-    payment: Payment | None,
-    txid: str | None,
-    amount: int,
-    now: datetime,
-    e2e: str | None,
-    outbox: Outbox,
-    endpoints: list[WebhookEndpoint],
-) -> PixOutcome:
+def _outcome(
+    payment: Payment | None, txid: str | None, amount: int, now: datetime, e2e: str | None
+) -> sql.Plan[PixOutcome]:
     if txid is None:
         return PixOutcome.NO_TXID
     if payment is None:
         return PixOutcome.UNKNOWN_TXID
     if amount != payment.amount_cents:
         return PixOutcome.AMOUNT_MISMATCH
-    if await mark_paid(payment, now, e2e, outbox=outbox, endpoints=endpoints):
+    if (yield from _mark_paid(payment, now, e2e, unexpired=True)):
         return PixOutcome.MATCHED
-    await payment.refresh_from_db()  # someone else settled or changed it: what is it now?
+    # Someone else settled or changed it: what is it now?
+    (fresh,) = yield from sql.select_plan(Payment, id=payment.id)
+    for name in Payment._meta.fields_db_projection:
+        setattr(payment, name, getattr(fresh, name))
     return PixOutcome.DUPLICATE if payment.status in PAID_STATES else PixOutcome.LATE
 
 
@@ -296,8 +302,9 @@ def _charge_name(payment: Payment) -> str:
     return name if len(name) <= 60 else name[:59] + "…"
 
 
-async def _tell(record: ReceivedPix, message: str, outbox: Outbox) -> None:
-    notification = await Notification.create(
+def _tell(record: ReceivedPix, message: str, outbox: Outbox) -> sql.Plan[None]:
+    notification = yield from sql.insert_plan(
+        Notification,
         merchant_id=record.merchant_id,
         tipo=TO_RECONCILE,
         mensagem=message,

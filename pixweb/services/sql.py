@@ -10,6 +10,16 @@ Tortoise converts them) and rows become instances through Tortoise's own executo
 what a read returns is what the equivalent QuerySet returns. Conditions are equalities
 (None: IS NULL), `name__in` (a list) and `name__gt`, joined by AND.
 
+Plans: a transaction of several statements is written as a generator that yields each
+`Statement` and receives its answer (`*_plan` build the steps; `yield from` them). `run`
+runs a plan in the caller's transaction: on PostgreSQL one statement after another; on
+SQLite the whole plan in one hand-off to the thread aiosqlite runs SQLite on. Each
+hand-off costs about 0.1 ms of CPU (a thread wake-up each way, and the event loop's
+self-pipe), more than the statements themselves: a confirmation's six statements through
+one call each took 2.0 ms of CPU, in one hand-off 0.3 ms (measured with aiosqlite alone).
+A plan's Python code then runs on that thread, so it must not touch the event loop: it
+builds rows, instances and outbox events, nothing else.
+
 Every function uses the connection of the caller's transaction when there is one (the one
 `in_transaction` set). Their tests run on SQLite and PostgreSQL alike.
 """
@@ -17,14 +27,20 @@ Every function uses the connection of the caller's transaction when there is one
 from __future__ import annotations
 
 import re
-from functools import lru_cache
-from typing import Any, TypeVar
+import sqlite3
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from functools import lru_cache, partial
+from typing import Any, Literal, TypeVar
 
-from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
 from tortoise.connection import get_connection
+from tortoise.exceptions import IntegrityError, OperationalError
 from tortoise.models import Model
+from tortoise.transactions import in_transaction
 
 M = TypeVar("M", bound=Model)
+T = TypeVar("T")
 
 _MARK = re.compile(r"\?")
 
@@ -94,14 +110,17 @@ def _select_sql(
     return sql + " LIMIT 1" if limit else sql
 
 
-async def select(model: type[M], *, first: bool = False, **conditions: Any) -> list[M]:
+def select_plan(model: type[M], *, first: bool = False, **conditions: Any) -> Plan[list[M]]:
     """The model's rows meeting every condition, as instances (the first one only, asked)."""
-    client, postgres = connection()
     shape, values = _shape_and_values(model, conditions)
     columns = tuple(model._meta.fields_db_projection)
-    sql = for_dialect(_select_sql(model, shape, columns, first), postgres)
-    executor = client.executor_class(model=model, db=client)
-    return list(await executor.execute_select(sql, values))
+    rows = yield Statement(_select_sql(model, shape, columns, first), values)
+    return [model._init_from_db(**row) for row in rows]  # as Tortoise's executor makes them
+
+
+async def select(model: type[M], *, first: bool = False, **conditions: Any) -> list[M]:
+    """`select_plan` on its own."""
+    return await run(select_plan(model, first=first, **conditions))
 
 
 async def get_or_none(model: type[M], **conditions: Any) -> M | None:
@@ -112,10 +131,8 @@ async def get_or_none(model: type[M], **conditions: Any) -> M | None:
 
 async def values(model: type[Model], name: str, **conditions: Any) -> list[Any]:
     """One field of the rows meeting the conditions, as the database holds it."""
-    client, postgres = connection()
     shape, params = _shape_and_values(model, conditions)
-    sql = for_dialect(_select_sql(model, shape, (name,), False), postgres)
-    _, rows = await client.execute_query(sql, params)
+    rows = await run(statement_plan(_select_sql(model, shape, (name,), False), params))
     column = model._meta.fields_db_projection[name]
     return [row[column] for row in rows]
 
@@ -126,12 +143,162 @@ def _update_sql(model: type[Model], changed: tuple[str, ...], shape: tuple[Any, 
     return f'UPDATE "{model._meta.db_table}" SET {assignments} WHERE {_where(model, shape)}'
 
 
-async def update(model: type[Model], changes: dict[str, Any], **conditions: Any) -> int:
+def update_plan(model: type[Model], changes: dict[str, Any], **conditions: Any) -> Plan[int]:
     """Set `changes` on the rows meeting the conditions; how many rows changed."""
-    client, postgres = connection()
     fields = model._meta.fields_map
     params = [fields[name].to_db_value(value, model) for name, value in changes.items()]
     shape, where = _shape_and_values(model, conditions)
-    sql = for_dialect(_update_sql(model, tuple(changes), shape), postgres)
-    count, _ = await client.execute_query(sql, params + where)
+    text = _update_sql(model, tuple(changes), shape)
+    count = yield Statement(text, params + where, returns="count")
     return int(count)
+
+
+async def update(model: type[Model], changes: dict[str, Any], **conditions: Any) -> int:
+    """`update_plan` on its own."""
+    return await run(update_plan(model, changes, **conditions))
+
+
+def insert_plan(model: type[M], **given: Any) -> Plan[M]:
+    """Write one row, as `model.create(**given)` does, and return it as an instance.
+
+    Fields not given take their default (called, when callable); each value is converted
+    (and validated) by its field's `to_db_value`, as Tortoise converts them."""
+    meta = model._meta
+    if unknown := set(given) - set(meta.fields_db_projection):
+        raise ValueError(f"{model.__name__} has no field {sorted(unknown)}")
+    row: dict[str, Any] = {}
+    for name in _inserted_fields(model):
+        field = meta.fields_map[name]
+        if name in given:
+            value = given[name]
+        else:
+            value = field.default() if callable(field.default) else field.default
+        row[meta.fields_db_projection[name]] = field.to_db_value(value, model)
+    made = yield Statement(_insert_sql(model), list(row.values()))
+    if meta.generated_db_fields:  # the primary key the database chose
+        row[meta.db_pk_column] = made[0][meta.db_pk_column]
+    return model._init_from_db(**row)
+
+
+@lru_cache(maxsize=64)
+def _inserted_fields(model: type[Model]) -> tuple[str, ...]:
+    fields = model._meta.fields_map
+    return tuple(name for name in model._meta.fields_db_projection if not fields[name].generated)
+
+
+@lru_cache(maxsize=64)
+def _insert_sql(model: type[Model]) -> str:
+    columns = ", ".join(_column(model, name) for name in _inserted_fields(model))
+    marks = ", ".join("?" * len(_inserted_fields(model)))
+    sql = f'INSERT INTO "{model._meta.db_table}" ({columns}) VALUES ({marks})'
+    if model._meta.generated_db_fields:
+        sql += f' RETURNING "{model._meta.db_pk_column}"'
+    return sql
+
+
+def statement_plan(text: str, values: Sequence[Any]) -> Plan[list[dict[str, Any]]]:
+    """One statement written by hand (`?` marks): its rows."""
+    rows = yield Statement(text, values)
+    return list(rows)
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One step of a plan: its text with `?` marks and its values (converted already),
+    and what the plan gets back: its rows (as dicts) or how many rows it changed."""
+
+    text: str
+    values: Sequence[Any]
+    returns: Literal["rows", "count"] = "rows"
+
+
+Plan = Generator[Statement, Any, T]
+
+
+async def run(plan: Plan[T]) -> T:
+    """Run a plan in the caller's transaction (or with each statement on its own outside
+    one, as Tortoise would) and return what it returns."""
+    return await _run(plan, own_transaction=False)
+
+
+async def run_in_transaction(plan: Plan[T]) -> T:
+    """Run a plan in a transaction of its own (a savepoint of the caller's, inside one):
+    on SQLite, outside a transaction, its BEGIN, statements and COMMIT (or ROLLBACK, on an
+    error it does not catch) are one hand-off."""
+    client, postgres = connection()
+    if postgres or isinstance(client, TransactionalDBClient):
+        async with in_transaction():
+            return await _run(plan, own_transaction=False)
+    return await _run(plan, own_transaction=True)
+
+
+async def _run(plan: Plan[T], *, own_transaction: bool) -> T:
+    client, postgres = connection()
+    try:  # the plan's code up to its first statement: one that writes nothing costs no call
+        statement = next(plan)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    if postgres:
+        while True:
+            try:
+                answer = await _on_postgres(client, statement)
+            except Exception as exc:  # Tortoise's own (IntegrityError...): into the plan
+                step = partial(plan.throw, exc)
+            else:
+                step = partial(plan.send, answer)
+            try:
+                statement = step()
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+    async with client.acquire_connection() as sqlite:  # a transaction's, or the shared lock
+        # aiosqlite runs a function on its SQLite thread through `_execute`, the way its own
+        # execute_insert and execute_fetchall run there.
+        on_thread = _on_sqlite_thread
+        return await sqlite._execute(on_thread, sqlite._conn, plan, statement, own_transaction)  # type: ignore[no-any-return]
+
+
+async def _on_postgres(client: BaseDBAsyncClient, statement: Statement) -> Any:
+    text = for_dialect(statement.text, True)
+    if statement.returns == "count":
+        count, _ = await client.execute_query(text, list(statement.values))
+        return count
+    # execute_query_dict: Tortoise's execute_query drops the rows of an UPDATE on asyncpg.
+    return await client.execute_query_dict(text, list(statement.values))
+
+
+def _on_sqlite_thread(
+    sqlite: sqlite3.Connection, plan: Plan[T], statement: Statement, own_transaction: bool
+) -> T:
+    if own_transaction:
+        sqlite.execute("BEGIN")
+    try:
+        while True:
+            try:
+                cursor = sqlite.execute(statement.text, statement.values)
+                rows = cursor.fetchall()  # an UPDATE's count is known once its rows are read
+            except sqlite3.Error as exc:  # raised where the plan yielded it, as Tortoise's
+                step = partial(plan.throw, _as_tortoises(exc))
+            else:
+                answer = cursor.rowcount if statement.returns == "count" else list(map(dict, rows))
+                step = partial(plan.send, answer)
+            try:
+                statement = step()
+            except StopIteration as done:
+                result: T = done.value
+                break
+    except BaseException:
+        if own_transaction:
+            sqlite.rollback()
+        raise
+    if own_transaction:
+        sqlite.commit()
+    return result
+
+
+def _as_tortoises(error: sqlite3.Error) -> Exception:
+    """The error Tortoise's SQLite client raises for this one."""
+    if isinstance(error, sqlite3.IntegrityError):
+        return IntegrityError(error)
+    if isinstance(error, sqlite3.OperationalError):
+        return OperationalError(error)
+    return error

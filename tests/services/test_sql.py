@@ -7,10 +7,23 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from tortoise.connection import get_connection
 from tortoise.exceptions import IntegrityError
+from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
-from pixweb.models import Merchant, Payment, PaymentStatus
+from pixweb.models import (
+    Account,
+    Merchant,
+    Movement,
+    MovementKind,
+    Notification,
+    Payment,
+    PaymentStatus,
+    PixOutcome,
+    PixSource,
+    ReceivedPix,
+)
 from pixweb.services import sql
 from pixweb.services.clock import utcnow
 from tests.conftest import make_merchant
@@ -130,3 +143,133 @@ def test_postgres_marks_are_numbered_in_order() -> None:
         'UPDATE "t" SET "a" = $1 WHERE "b" = $2 AND "c" IN ($3, $4)'
     )
     assert sql.for_dialect(statement, postgres=False) == statement
+
+
+def _row(instance: Model) -> dict[str, Any]:
+    return {name: getattr(instance, name) for name in type(instance)._meta.fields_db_projection}
+
+
+@pytest.mark.usefixtures("app")
+async def test_an_insert_writes_and_returns_what_create_does() -> None:
+    """Generated keys (movement, notification), a default one (received Pix's UUID),
+    enums, JSON, datetimes and nullable columns: the row read back and the instance
+    returned are what `Model.create` writes and returns."""
+    merchant = await make_merchant()
+    account = await Account.get(merchant_id=merchant.id)
+    now = utcnow()
+    kinds: list[tuple[type[Model], dict[str, Any]]] = [
+        (
+            Movement,
+            {
+                "account_id": account.id,
+                "kind": MovementKind.PIX_RECEBIDO,
+                "amount_cents": 1234,
+                "balance_after_cents": 1234,
+                "reference": "payment:x",
+                "counterpart": None,
+                "created_at": now,
+            },
+        ),
+        (
+            Notification,
+            {
+                "merchant_id": merchant.id,
+                "tipo": "t",
+                "mensagem": "Você",
+                "created_at": now,
+                "dados": {"valor": "12.34", "nada": None, "lista": [1, "dois"]},
+            },
+        ),
+        (
+            ReceivedPix,
+            {
+                "merchant_id": merchant.id,
+                "amount_cents": 5,
+                "txid": None,
+                "paid_at": now,
+                "source": PixSource.RECONCILIATION,
+                "outcome": PixOutcome.NO_TXID,
+                "created_at": now,
+            },
+        ),
+    ]
+    movements: list[Any] = []  # a received Pix's movement is its own: the two made here
+    for model, given in kinds:
+        own = [{}, {}]
+        if model is ReceivedPix:
+            own = [{"end_to_end_id": f"E{n}", "movement_id": m.id} for n, m in enumerate(movements)]
+        created = await model.create(**given, **own[0])
+        inserted = await sql.run(sql.insert_plan(model, **given, **own[1]))
+        if model is Movement:
+            movements = [created, inserted]
+        assert inserted.pk is not None and inserted.pk != created.pk
+        stored = await model.get(pk=inserted.pk)
+        own_keys = {"id", "end_to_end_id", "movement_id"}
+        expected = {k: v for k, v in _row(created).items() if k not in own_keys}
+        assert {k: v for k, v in _row(stored).items() if k not in own_keys} == expected
+        assert _row(inserted) == _row(stored), model
+    with pytest.raises(ValueError, match="no field"):
+        await sql.run(sql.insert_plan(Notification, merchant_id=merchant.id, nosuch=1))
+
+
+def _paid_with(e2e: str, *charges: Payment) -> sql.Plan[list[str]]:
+    """Pay the charges with one end_to_end_id (a unique key): a second one clashes."""
+    done = []
+    for payment in charges:
+        try:
+            yield from sql.update_plan(Payment, {"end_to_end_id": e2e}, id=payment.id)
+            done.append("paid")
+        except IntegrityError:
+            done.append("clash")
+    return done
+
+
+@pytest.mark.usefixtures("app")
+async def test_a_plan_runs_in_the_callers_transaction_and_sees_its_errors() -> None:
+    merchant = await make_merchant()
+    first, second, third = await _payments(merchant, 3)
+    # A statement's error is raised where the plan yielded it: the plan may carry on (here
+    # each statement is its own transaction: inside one, PostgreSQL would refuse the rest).
+    assert await sql.run(_paid_with("E" * 32, first, second)) == ["paid", "clash"]
+    # Not caught, it leaves `run` as Tortoise's own error.
+    with pytest.raises(IntegrityError):
+        await sql.update(Payment, {"end_to_end_id": "E" * 32}, id=third.id)
+    with pytest.raises(RuntimeError):
+        async with in_transaction():
+            assert await sql.run(_paid_with("F" * 32, third)) == ["paid"]
+            assert (await Payment.get(id=third.id)).end_to_end_id == "F" * 32  # its own
+            raise RuntimeError("roll back")
+    assert (await Payment.get(id=third.id)).end_to_end_id is None  # rolled back with it
+    assert (await Payment.get(id=first.id)).end_to_end_id == "E" * 32
+    assert (await Payment.get(id=second.id)).end_to_end_id is None
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # aiosqlite's thread
+@pytest.mark.usefixtures("app")
+async def test_on_sqlite_a_plan_is_one_hand_off_to_its_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    merchant = await make_merchant()
+    payments = await _payments(merchant, 3)
+    sqlite = get_connection("default")._connection  # its aiosqlite connection
+    calls = []
+    real = sqlite._execute
+
+    async def counted(fn: Any, *args: Any) -> Any:
+        calls.append(fn)
+        return await real(fn, *args)
+
+    monkeypatch.setattr(sqlite, "_execute", counted)
+
+    def plan() -> sql.Plan[int]:
+        changed = 0
+        for payment in payments:  # three UPDATEs and their SELECTs
+            changed += yield from sql.update_plan(Payment, {"description": "x"}, id=payment.id)
+            yield from sql.select_plan(Payment, id=payment.id)
+        return changed
+
+    async with in_transaction():
+        calls.clear()
+        assert await sql.run(plan()) == 3
+        assert len(calls) == 1  # six statements, one call to the thread
+    assert await Payment.filter(description="x").count() == 3
