@@ -272,4 +272,33 @@ async def test_on_sqlite_a_plan_is_one_hand_off_to_its_thread(
         calls.clear()
         assert await sql.run(plan()) == 3
         assert len(calls) == 1  # six statements, one call to the thread
+    calls.clear()
+    assert await sql.run_in_transaction(plan()) == 3
+    assert len(calls) == 1  # with its BEGIN and COMMIT
     assert await Payment.filter(description="x").count() == 3
+
+
+def _described(charges: list[Payment], text: str, *, fail: bool = False) -> sql.Plan[int]:
+    for payment in charges:
+        yield from sql.update_plan(Payment, {"description": text}, id=payment.id)
+    if fail:
+        raise RuntimeError("undo")
+    return len(charges)
+
+
+@pytest.mark.usefixtures("app")
+async def test_a_plan_in_a_transaction_of_its_own_is_all_or_nothing() -> None:
+    merchant = await make_merchant()
+    charges = await _payments(merchant, 3)
+    assert await sql.run_in_transaction(_described(charges, "a")) == 3
+    with pytest.raises(RuntimeError):
+        await sql.run_in_transaction(_described(charges, "b", fail=True))
+    assert await Payment.filter(description="a").count() == 3  # none of "b" stayed
+    # In the caller's transaction it is a savepoint: failing, it undoes only its own.
+    async with in_transaction():
+        await sql.update(Payment, {"description": "c"}, id=charges[0].id)
+        with pytest.raises(RuntimeError):
+            await sql.run_in_transaction(_described(charges[1:], "d", fail=True))
+        assert await sql.run_in_transaction(_described(charges[2:], "e")) == 1
+    stored = [(await Payment.get(id=payment.id)).description for payment in charges]
+    assert stored == ["c", "a", "e"]
