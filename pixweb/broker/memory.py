@@ -20,12 +20,14 @@ class MemoryBroker(Counters):
         return len(self._channels)
 
     async def publish(self, channel: str, event: Event) -> None:
-        # One JSON round trip per publish, even with nobody listening: a subscriber never
-        # shares the publisher's objects, and a non-JSON event always fails, as on Redis.
-        frozen = json.loads(json.dumps(event))
+        # Encoded even with nobody listening (a non-JSON event always fails, as on Redis);
+        # decoded once for the channel's subscribers, who never share the publisher's objects.
+        text = json.dumps(event)
         self.published += 1
-        for subscriber in tuple(self._channels.get(channel, ())):
-            subscriber.offer(frozen)
+        if subscribers := tuple(self._channels.get(channel, ())):
+            frozen = json.loads(text)
+            for subscriber in subscribers:
+                subscriber.offer(frozen)
 
     @asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[Event]]:
