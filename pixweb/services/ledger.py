@@ -108,7 +108,7 @@ async def apply_movement(
     Must run inside a transaction; a debit that would overdraw raises InsufficientFundsError.
     """
     return await sql.run(
-        _movement(
+        movement_plan(
             ("id", account.id),
             kind,
             amount_cents,
@@ -122,34 +122,7 @@ async def apply_movement(
     )
 
 
-def credit_merchant(
-    merchant_id: int,
-    kind: MovementKind,
-    amount_cents: int,
-    *,
-    outbox: Outbox,
-    now: datetime,
-    reference: str | None = None,
-    counterpart: str | None = None,
-    description: str | None = None,
-) -> sql.Plan[Movement]:
-    """`apply_movement` of a credit to a merchant's account, found by its merchant (no
-    read of the account first), as a step of the caller's plan (a received Pix's record)."""
-    assert amount_cents > 0
-    return _movement(
-        ("merchant_id", merchant_id),
-        kind,
-        amount_cents,
-        outbox=outbox,
-        now=now,
-        reference=reference,
-        counterpart=counterpart,
-        description=description,
-        idempotency=None,
-    )
-
-
-def _movement(
+def movement_plan(
     account: tuple[Literal["id", "merchant_id"], int],
     kind: MovementKind,
     amount_cents: int,
@@ -159,10 +132,11 @@ def _movement(
     reference: str | None,
     counterpart: str | None,
     description: str | None,
-    idempotency: tuple[str, str] | None,
+    idempotency: tuple[str, str] | None = None,
 ) -> sql.Plan[Movement]:
     """The plan that changes the balance and writes the movement and its notification:
-    the one writer of movements, whatever moved the money."""
+    the one writer of movements, whatever moved the money. The account is named by its
+    id, or by its merchant (a received Pix's credit: no read of the account first)."""
     changed = yield from balances.add(*account, amount_cents)
     if changed is None and amount_cents < 0:
         raise InsufficientFundsError("insufficient balance", fields={"value": "exceeds balance"})

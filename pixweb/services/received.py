@@ -230,8 +230,8 @@ def _record(
         yield from merchant_events.charge_plan(outbox, "charge.paid", payment, endpoints)
     else:
         reference, description = f"pix:{fields['end_to_end_id']}", f"A conciliar: Pix {reason}"
-    movement = yield from ledger.credit_merchant(
-        fields["merchant_id"],
+    movement = yield from ledger.movement_plan(
+        ("merchant_id", fields["merchant_id"]),
         MovementKind.PIX_RECEBIDO,
         amount,
         outbox=outbox,

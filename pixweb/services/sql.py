@@ -199,8 +199,8 @@ def _insert_sql(model: type[Model]) -> str:
 
 def statement_plan(text: str, values: Sequence[Any]) -> Plan[list[dict[str, Any]]]:
     """One statement written by hand (`?` marks): its rows."""
-    rows = yield Statement(text, values)
-    return list(rows)
+    rows: list[dict[str, Any]] = yield Statement(text, values)
+    return rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,8 +272,8 @@ async def _run(plan: Plan[T], *, bracket: _Bracket | None) -> T:
     async with client.acquire_connection() as sqlite:  # a transaction's, or the shared lock
         # aiosqlite runs a function on its SQLite thread through `_execute`, the way its own
         # execute_insert and execute_fetchall run there.
-        on_thread = _on_sqlite_thread
-        return await sqlite._execute(on_thread, sqlite._conn, plan, statement, bracket)  # type: ignore[no-any-return]
+        result: T = await sqlite._execute(_on_sqlite_thread, sqlite._conn, plan, statement, bracket)
+        return result
 
 
 async def _on_postgres(client: BaseDBAsyncClient, statement: Statement) -> Any:
