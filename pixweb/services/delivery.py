@@ -84,7 +84,7 @@ class DeliveryWorker:
         self._endpoint_slots: dict[int, asyncio.Semaphore] = {}
         self._claimed: set[int] = set()  # claimed by this worker and not done yet
         self._sending: set[asyncio.Task[Result | None]] = set()
-        self.writer = AttemptWriter(broker=broker)
+        self.writer = AttemptWriter(broker=broker, metrics=metrics)
         self._wake = asyncio.Event()
         self.lease = timedelta(seconds=LEASE_TIMEOUTS * sender.timeout)
         self._tasks: list[asyncio.Task[None]] = []
@@ -106,6 +106,7 @@ class DeliveryWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        await self.writer.drain()
         unfinished, self._claimed = list(self._claimed), set()
         try:
             await hand_back(unfinished)
@@ -202,16 +203,15 @@ class DeliveryWorker:
             async with endpoint_slots, self._slots:  # the endpoint's turn first, then a slot
                 answer = await attempt(delivery, secrets, sender=self.sender, body_of=self.body_of)
             if isinstance(answer, Attempt):
-                result = await self.writer.record(answer)
+                result = await self.writer.record(answer)  # counted by the writer
             else:
                 result = answer
+                if self.metrics is not None and result is not None:
+                    self.metrics.webhook_sent(result)
         except asyncio.CancelledError:
             raise  # still claimed: `stop` hands it back
         except Exception:  # a bug of ours: logged, and the lease brings it back
             log.exception("webhook delivery %s failed", delivery.id)
-        else:
-            if self.metrics is not None and result is not None:
-                self.metrics.webhook_sent(result)
         finally:
             self._done(None, endpoint_id)
         self._claimed.discard(delivery.id)

@@ -22,6 +22,7 @@ from tortoise.transactions import in_transaction
 
 from pixweb.config import Config, ConfigError, load_config
 from pixweb.deps import BROKER_KEY
+from pixweb.metrics import Metrics
 from pixweb.models import (
     DeliveryStatus,
     Merchant,
@@ -34,8 +35,8 @@ from pixweb.models import (
 from pixweb.netguard import UrlPolicy
 from pixweb.services import outbox as webhook_outbox
 from pixweb.services.clock import utcnow
-from pixweb.services.delivery import PER_ENDPOINT, DeliveryWorker
-from pixweb.services.delivery_outcome import SCHEDULE
+from pixweb.services.delivery import PER_ENDPOINT, DeliveryWorker, attempt
+from pixweb.services.delivery_outcome import SCHEDULE, Attempt
 from pixweb.services.events import Outbox, account_channel
 from pixweb.services.webhook_secrets import encrypt_secret, new_secret
 from pixweb.services.webhook_sender import STORED_BYTES, Sender
@@ -440,3 +441,39 @@ async def test_stopping_hands_the_sends_in_flight_back(
     delivery = await WebhookDelivery.get(event_id=event.id)
     assert (delivery.status, delivery.attempts) == ("pending", 0)
     assert delivery.next_attempt_at is not None and delivery.next_attempt_at <= utcnow()
+
+
+async def test_a_write_under_way_commits_and_counts_when_its_send_is_cancelled(
+    app: Quart, config: Config, merchant: Merchant, receiver: Receiver
+) -> None:
+    """Stopping cancels the sends waiting for their attempt's write: the write still
+    commits (the receiver has the event; undone, it would be sent again), is counted, and
+    `drain` waits for it."""
+    await make_endpoint(merchant, config, receiver.url)
+    event = await emit(merchant)
+    broker = app.extensions[BROKER_KEY]
+    metrics = Metrics(broker)
+    sender = Sender(policy=UrlPolicy(False, True), timeout=2.0)
+    worker = DeliveryWorker(
+        sender=sender, encryption_key=config.encryption_key, broker=broker, metrics=metrics
+    )
+    try:
+        [(delivery, secrets)] = await worker.claim()
+        answer = await attempt(delivery, secrets, sender=sender)
+        assert isinstance(answer, Attempt)
+        waiting = asyncio.create_task(worker.writer.record(answer))
+        await asyncio.sleep(0)
+        assert worker.writer._writing  # the write has begun
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        await worker.writer.drain()
+    finally:
+        await sender.aclose()
+    stored = await WebhookDelivery.get(event_id=event.id)
+    assert (stored.status, stored.attempts) == (DeliveryStatus.SUCCEEDED, 1)
+    assert len(receiver.requests) == 1
+    counted = metrics.registry.get_sample_value(
+        "pixweb_webhook_deliveries_total", {"outcome": "succeeded"}
+    )
+    assert counted == 1
