@@ -126,12 +126,16 @@ def decline_websocket_compression() -> None:
     ws_stream.PerMessageDeflate = DeclinedDeflate  # type: ignore[attr-defined]
 
 
-# A full collection walks every object the collector tracks: with 5,000 sockets open one
-# stopped the process for 0.5-1.2 s, every socket and request waiting, and the default
-# thresholds (700, 10, 10) ran one at each ~25% of growth, a dozen while 5,000 payers
-# connected (make bench). Collecting the young generation every 50,000 allocations
-# instead of 700 makes full collections rare; cycles are still found, a little later.
-GC_THRESHOLDS = (50_000, 20, 10)
+# A collection stops the process while it walks its generation, and every open socket
+# keeps a few hundred tracked objects: with 5,000 open a full collection takes ~1 s. The
+# default thresholds (700, 10, 10) ran one at each ~25% of growth, a dozen while 5,000
+# payers connected. Collecting the young generation every 50,000 allocations and the
+# middle one every 20 of those made full ones rare but the middle generation
+# huge: up to a million objects, 0.2-0.54 s a pass, each a confirmation waiting (make
+# bench, storm: gen1 pauses read by gc.callbacks). Small young generations (5,000 and
+# 3 x 5,000: under 10 ms a pass) and a full collection considered only after 200 middle
+# ones (3 million survivors: a 5,000-socket storm runs none) keep every pause short.
+GC_THRESHOLDS = (5_000, 2, 200)
 
 
 def tune_garbage_collector() -> None:
