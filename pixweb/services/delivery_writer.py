@@ -18,6 +18,7 @@ from pixweb.services.delivery_outcome import Attempt, Result, record_attempts
 Batch = list[tuple[Attempt, asyncio.Future[Result]]]
 
 MAX_BATCH = 500  # attempts per transaction: bounded statements and parameters
+DRAIN_SECONDS = 5.0  # stopping waits this long at most for the writes under way
 
 
 class AttemptWriter:
@@ -41,9 +42,10 @@ class AttemptWriter:
 
     async def drain(self) -> None:
         """Wait for the writes under way (stopping: the attempts they hold were sent, and
-        a write cut short would have them sent again)."""
+        a write cut short would have them sent again), DRAIN_SECONDS at most (a database
+        that stopped answering does not hold the shutdown; the lease brings them back)."""
         if self._writing:
-            await asyncio.wait(self._writing)
+            await asyncio.wait(self._writing, timeout=DRAIN_SECONDS)
 
     async def _write(self) -> None:
         batch, self._queued = self._queued[:MAX_BATCH], self._queued[MAX_BATCH:]
