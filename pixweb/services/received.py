@@ -160,15 +160,8 @@ async def record_received_pix(
     # No read for an existing record first: the unique key answers it (below) on the rare
     # repeat, and the common case, a new Pix, saves a statement (the intake and
     # reconciliation skip the ones they know with one read per batch).
-    # pixweb's txids: 25 characters for a static code, 35 for a charge made at the PSP.
-    if payment is None or payment.txid != txid:
-        payment = await sql.get_or_none(Payment, txid=txid) if txid is not None else None
-    if merchant_id is None:
-        if payment is None:
-            raise NotFoundError("no charge with this txid: no merchant to credit")
-        merchant_id = payment.merchant_id
-    elif payment is not None and payment.merchant_id != merchant_id:
-        payment = None  # another merchant's txid: not this account's charge to settle
+    if payment is not None and payment.txid != txid:
+        payment = None  # not this Pix's charge: the plan reads the right one
     fields = {
         "merchant_id": merchant_id,
         "end_to_end_id": key,
@@ -215,8 +208,10 @@ def _key(end_to_end_id: str | None, txid: str | None) -> str:
 def _record(
     fields: dict[str, Any], payment: Payment | None, end_to_end_id: str | None, outbox: Outbox
 ) -> sql.Plan[ReceivedPix]:
-    """Decide the outcome, credit the merchant, write the record and its events: one plan
-    (on SQLite, with its transaction, one hand-off to the database's thread)."""
+    """Read the txid's charge (unless the caller has), decide the outcome, credit the
+    merchant, write the record and its events: one plan (on SQLite, with its transaction,
+    one hand-off to the database's thread)."""
+    payment = yield from _charge_of(fields, payment)
     now, amount, e2e = utcnow(), fields["amount_cents"], _payment_e2e(end_to_end_id)
     # One read of the merchant's webhook endpoints for both events (charge.paid, pix.received).
     endpoints = yield from merchant_events.endpoints_plan(fields["merchant_id"])
@@ -261,6 +256,22 @@ def _record(
         outbox, record.merchant_id, "pix.received", data, endpoints
     )
     return record
+
+
+def _charge_of(fields: dict[str, Any], payment: Payment | None) -> sql.Plan[Payment | None]:
+    """The charge the Pix names (its txid) for the account it reached, which the charge
+    names when the caller did not (`fields["merchant_id"]` None: set here)."""
+    txid, merchant_id = fields["txid"], fields["merchant_id"]
+    if payment is None and txid is not None:
+        found = yield from sql.select_plan(Payment, first=True, txid=txid)
+        payment = found[0] if found else None
+    if merchant_id is None:
+        if payment is None:
+            raise NotFoundError("no charge with this txid: no merchant to credit")
+        fields["merchant_id"] = payment.merchant_id
+    elif payment is not None and payment.merchant_id != merchant_id:
+        return None  # another merchant's txid: not this account's charge to settle
+    return payment
 
 
 def _outcome(

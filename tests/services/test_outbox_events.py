@@ -35,6 +35,7 @@ from tests.api.test_payments import create
 from tests.api.test_psp_connection import PUBLIC
 from tests.conftest import bearer, make_merchant
 from tests.services.test_ledger import assert_ledger_invariants
+from tests.support import sqlite_hand_offs
 
 KEY = {"Idempotency-Key": "pedido-42"}
 
@@ -336,14 +337,7 @@ async def test_a_charge_and_its_event_are_one_transaction_and_one_hand_off(
     hook = await endpoint(merchant, ["charge.created"])
     sqlite = get_connection("default")._connection  # its aiosqlite connection
     statements: list[str] = []
-    calls: list[Any] = []
-    real = sqlite._execute
-
-    async def counted(fn: Any, *args: Any) -> Any:
-        calls.append(fn)
-        return await real(fn, *args)
-
-    monkeypatch.setattr(sqlite, "_execute", counted)
+    calls = sqlite_hand_offs(monkeypatch)
     await sqlite.set_trace_callback(statements.append)
     try:
         calls.clear()

@@ -25,6 +25,7 @@ from tests.api.test_accounts import balance
 from tests.api.test_payments import PAST, assert_no_event
 from tests.conftest import make_merchant
 from tests.services.test_ledger import assert_ledger_invariants
+from tests.support import sqlite_hand_offs
 
 E2E = "E12345678202405011200abcdeABCDE1"
 HORARIO = datetime(2024, 5, 1, 12, 0, 5, tzinfo=UTC)
@@ -114,6 +115,22 @@ async def test_a_matching_pix_pays_its_charge_once_and_credits_once(broker, merc
     assert (pix.payer_name, pix.payer_document) == ("Fulano de Tal", "***.456.789-**")
     assert (pix.paid_at, pix.source) == (HORARIO, PixSource.WEBHOOK)
     assert not await Notification.filter(tipo=received.TO_RECONCILE).exists()
+    assert await balance(merchant) == 3000
+    await assert_ledger_invariants()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # aiosqlite's thread
+async def test_reading_the_charge_and_recording_its_pix_is_one_hand_off(
+    monkeypatch: pytest.MonkeyPatch, broker: Any, merchant: Merchant
+) -> None:
+    """The txid's charge is read in the recording's own transaction: the intake and
+    reconciliation, which name no charge, reach SQLite's thread once a Pix (issue 13)."""
+    payment = await charge(merchant, broker)
+    calls = sqlite_hand_offs(monkeypatch)
+    pix, created = await record(broker, merchant_id=merchant.id, txid=payment.txid)
+    assert len(calls) == 1
+    assert created and pix.outcome == PixOutcome.MATCHED and pix.payment_id == payment.id
+    assert (await Payment.get(id=payment.id)).status == PaymentStatus.PAID
     assert await balance(merchant) == 3000
     await assert_ledger_invariants()
 

@@ -7,7 +7,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from tortoise.connection import get_connection
 from tortoise.exceptions import IntegrityError
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
@@ -27,6 +26,7 @@ from pixweb.models import (
 from pixweb.services import sql
 from pixweb.services.clock import utcnow
 from tests.conftest import make_merchant
+from tests.support import sqlite_hand_offs
 
 
 def _fields(payment: Payment) -> dict[str, Any]:
@@ -251,15 +251,7 @@ async def test_on_sqlite_a_plan_is_one_hand_off_to_its_thread(
 ) -> None:
     merchant = await make_merchant()
     payments = await _payments(merchant, 3)
-    sqlite = get_connection("default")._connection  # its aiosqlite connection
-    calls = []
-    real = sqlite._execute
-
-    async def counted(fn: Any, *args: Any) -> Any:
-        calls.append(fn)
-        return await real(fn, *args)
-
-    monkeypatch.setattr(sqlite, "_execute", counted)
+    calls = sqlite_hand_offs(monkeypatch)
 
     def plan() -> sql.Plan[int]:
         changed = 0
