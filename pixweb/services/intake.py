@@ -43,7 +43,6 @@ from pixweb.models import PixOutcome, PixSource, PspConnection, ReceivedPix
 from pixweb.psp.client import PspClient
 from pixweb.psp.schemas import Pix, WebhookPayload, centavos
 from pixweb.services import received, refunds, sql
-from pixweb.services.events import Outbox
 from pixweb.services.psp_clients import PspClients
 from pixweb.services.psp_connections import find_by_webhook_token
 
@@ -158,12 +157,21 @@ async def _refunds_reported(
 
 
 async def record_confirmed(
-    pix: Pix, *, merchant_id: int, source: PixSource, broker: Broker, outbox: Outbox | None = None
+    pix: Pix, *, merchant_id: int, source: PixSource, broker: Broker
 ) -> ItemResult:
-    """Record a Pix as the merchant's PSP reported it (the intake's and reconciliation's);
-    `outbox` as `received.record_received_pix` takes it (the caller's transaction)."""
+    """Record a Pix as the merchant's PSP reported it (the intake's)."""
+    record, new = await received.record(
+        incoming(pix, merchant_id=merchant_id, source=source), broker=broker
+    )
+    status = ItemStatus.RECORDED if new else ItemStatus.ALREADY_RECORDED
+    return ItemResult(pix.end_to_end_id, status, outcome=record.outcome)
+
+
+def incoming(pix: Pix, *, merchant_id: int, source: PixSource) -> received.Incoming:
+    """A Pix as the merchant's PSP reported it (the intake's and reconciliation's), checked
+    for recording: InvalidInputError for an amount or text no record may hold."""
     payer = pix.pagador
-    record, new = await received.record_received_pix(
+    return received.incoming(
         merchant_id=merchant_id,
         end_to_end_id=pix.end_to_end_id,
         amount_cents=centavos(pix.valor),
@@ -172,11 +180,7 @@ async def record_confirmed(
         payer_name=_text(payer.nome if payer else None),
         payer_document=(payer.cpf or payer.cnpj) if payer else None,
         source=source,
-        broker=broker,
-        outbox=outbox,
     )
-    status = ItemStatus.RECORDED if new else ItemStatus.ALREADY_RECORDED
-    return ItemResult(pix.end_to_end_id, status, outcome=record.outcome)
 
 
 def _text(value: str | None) -> str | None:

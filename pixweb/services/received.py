@@ -122,6 +122,50 @@ def received_dict(record: ReceivedPix) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A Pix to record, checked (`incoming`): its record's columns and its end_to_end_id as
+    the bank named it (None: the seed's confirmation without one, keyed by the txid)."""
+
+    fields: dict[str, Any]
+    end_to_end_id: str | None
+
+
+def incoming(
+    *,
+    merchant_id: int | None = None,
+    end_to_end_id: str | None,
+    amount_cents: int,
+    txid: str | None,
+    paid_at: datetime,
+    payer_name: str | None = None,
+    payer_document: str | None = None,
+    source: PixSource,
+) -> Incoming:
+    """A Pix as a source reported it, checked: InvalidInputError for what no record may
+    hold (and then nothing is recorded). `merchant_id`: the account it reached, when the
+    caller knows it (a PSP's webhook token); None: the txid's charge names it."""
+    for name, text in (("txid", txid), ("payer_name", payer_name)):
+        if text is not None:
+            validation.check_text(name, text)
+    if txid is not None and not 0 < len(txid) <= TXID_MAX:
+        raise InvalidInputError("invalid txid", fields={"txid": f"1 to {TXID_MAX} characters"})
+    key = _key(end_to_end_id, txid)
+    if not 0 < amount_cents <= money.MAX_CENTS:
+        raise InvalidInputError("value out of range", fields={"value": "out of range"})
+    fields = {
+        "merchant_id": merchant_id,
+        "end_to_end_id": key,
+        "amount_cents": amount_cents,
+        "txid": txid,
+        "paid_at": paid_at,
+        "payer_name": (payer_name or "").strip()[:PAYER_NAME_MAX] or None,
+        "payer_document": mask_document(payer_document),
+        "source": source,
+    }
+    return Incoming(fields, end_to_end_id)
+
+
 async def record_received_pix(
     *,
     merchant_id: int | None = None,
@@ -134,7 +178,6 @@ async def record_received_pix(
     source: PixSource,
     broker: Broker,
     payment: Payment | None = None,
-    outbox: Outbox | None = None,
 ) -> tuple[ReceivedPix, bool]:
     """Record a received Pix once, credit its merchant once, and settle its charge if it
     matches; return the record and whether it is new (False: known, nothing changed).
@@ -145,46 +188,59 @@ async def record_received_pix(
     keyed by the txid (`txid_key`). Concurrent calls for one Pix record and credit it once.
     `payment` is the txid's charge when the caller has just read it (saves reading it
     again; its settling is a conditional UPDATE all the same), and is then kept up to date.
-    `outbox`: the caller's, when it runs this inside its own transaction (its recording is
-    then a savepoint); the events are added to it, for the caller to publish after its
-    commit, instead of being published here.
+    It runs in a transaction of its own and publishes its events once that has committed:
+    several Pix in one transaction (a batch) are recorded with `record_plan` instead.
     """
-    for name, text in (("txid", txid), ("payer_name", payer_name)):
-        if text is not None:
-            validation.check_text(name, text)
-    if txid is not None and not 0 < len(txid) <= TXID_MAX:
-        raise InvalidInputError("invalid txid", fields={"txid": f"1 to {TXID_MAX} characters"})
-    key = _key(end_to_end_id, txid)
-    if not 0 < amount_cents <= money.MAX_CENTS:
-        raise InvalidInputError("value out of range", fields={"value": "out of range"})
-    # No read for an existing record first: the unique key answers it (below) on the rare
-    # repeat, and the common case, a new Pix, saves a statement (the intake and
-    # reconciliation skip the ones they know with one read per batch).
-    if payment is not None and payment.txid != txid:
+    pix = incoming(
+        merchant_id=merchant_id,
+        end_to_end_id=end_to_end_id,
+        amount_cents=amount_cents,
+        txid=txid,
+        paid_at=paid_at,
+        payer_name=payer_name,
+        payer_document=payer_document,
+        source=source,
+    )
+    return await record(pix, broker=broker, payment=payment)
+
+
+async def record(
+    pix: Incoming, *, broker: Broker, payment: Payment | None = None
+) -> tuple[ReceivedPix, bool]:
+    """`record_received_pix` of a Pix checked already (`incoming`)."""
+    events = Outbox()
+    result = await sql.run_in_transaction(record_plan(pix, events, payment=payment))
+    await events.publish(broker)
+    return result
+
+
+def record_plan(
+    pix: Incoming, outbox: Outbox, *, payment: Payment | None = None
+) -> sql.Plan[tuple[ReceivedPix, bool]]:
+    """`record_received_pix` as a step of the caller's plan (in a savepoint of its own):
+    the record and whether it is new; its events are added to `outbox` only when it is.
+
+    No read for an existing record first: the unique key answers it on the rare repeat
+    (the savepoint undoes the credit, and the record that stands is read), and the common
+    case, a new Pix, saves a statement (the intake and reconciliation skip the ones they
+    know with one read per batch)."""
+    if payment is not None and payment.txid != pix.fields["txid"]:
         payment = None  # not this Pix's charge: the plan reads the right one
-    fields = {
-        "merchant_id": merchant_id,
-        "end_to_end_id": key,
-        "amount_cents": amount_cents,
-        "txid": txid,
-        "paid_at": paid_at,
-        "payer_name": (payer_name or "").strip()[:PAYER_NAME_MAX] or None,
-        "payer_document": mask_document(payer_document),
-        "source": source,
-    }
     events = Outbox()  # this record's alone: nothing of a rolled-back savepoint leaks out
+    fields = dict(pix.fields)  # the charge may name the merchant (`_charge_of`)
     try:
-        record = await sql.run_in_transaction(_record(fields, payment, end_to_end_id, events))
+        step = _record(fields, payment, pix.end_to_end_id, events)
+        record = yield from sql.savepoint_plan(step)
     except IntegrityError:
         # Recorded before, or by a concurrent call first (its unique key): that one stands,
-        # and everything this call did is rolled back with its transaction.
-        if existing := await ReceivedPix.get_or_none(end_to_end_id=key):
-            return existing, False
+        # and everything this one did is undone with its savepoint.
+        known = yield from sql.select_plan(
+            ReceivedPix, first=True, end_to_end_id=fields["end_to_end_id"]
+        )
+        if known:
+            return known[0], False
         raise
-    if outbox is None:
-        await events.publish(broker)
-    else:
-        outbox.take(events)
+    outbox.take(events)
     return record, True
 
 

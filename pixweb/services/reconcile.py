@@ -5,11 +5,12 @@ PSP's `GET /pix?inicio=&fim=` lists every Pix the account received. For each con
 merchant a run pages it from the merchant's checkpoint (`PspConnection.reconciled_until`)
 minus OVERLAP (PSPs publish a Pix some minutes after its `horario`) to now, in windows of
 at most WINDOW, and records each Pix not yet known through the one path
-(`intake.record_confirmed` → `received.record_received_pix`, source `reconciliation`); the
-e2eids already recorded are skipped with one query per page.
+(`received.record_plan`, which `record_received_pix` runs for one; source `reconciliation`);
+the e2eids already recorded are skipped with one query per page.
 
 The checkpoint only moves forward, and only after a page's records are committed (CHUNK
-records a transaction, each in its own savepoint, their events published after the commit):
+records a transaction, each in its own savepoint, their events published after the commit;
+on SQLite a chunk is one hand-off to its thread):
 to a window's end once all its pages are read, and within a window to the latest `horario`
 read so far while the PSP lists in `horario` order (the specification does not say it must:
 an answer out of order is noticed and the checkpoint then waits for the window's end). A run
@@ -51,7 +52,7 @@ from pixweb.metrics import Metrics
 from pixweb.models import PixSource, PspConnection, ReceivedPix
 from pixweb.psp.client import PspClient
 from pixweb.psp.schemas import Pix
-from pixweb.services import intake, refunds, sql
+from pixweb.services import intake, received, refunds, sql
 from pixweb.services.clock import utcnow
 from pixweb.services.events import Outbox
 from pixweb.services.jobs import PeriodicJob
@@ -282,36 +283,38 @@ async def _record_page(run: Run, row: PspConnection, page: list[Pix], broker: Br
 
 
 async def _record_chunk(run: Run, row: PspConnection, chunk: list[Pix], broker: Broker) -> None:
-    """Record up to CHUNK Pix in one transaction (each its own savepoint), publish their
-    events once it is committed, and only then count them in the run."""
+    """Record up to CHUNK Pix in one transaction (each its own savepoint; on SQLite one
+    hand-off to its thread), publish their events once it is committed, and only then
+    count them in the run."""
     outbox, tally = Outbox(), Run(row.merchant_id)
-    async with in_transaction():
-        for pix in chunk:
-            try:
-                result = await intake.record_confirmed(
-                    pix,
-                    merchant_id=row.merchant_id,
-                    source=PixSource.RECONCILIATION,
-                    broker=broker,
-                    outbox=outbox,
-                )
-            except InvalidInputError as exc:  # an amount pixweb cannot hold: say it, go on
-                tally.skipped["unusable"] += 1
-                log.error(
-                    "merchant %s: Pix %s cannot be recorded: %s",
-                    row.merchant_id,
-                    pix.end_to_end_id,
-                    exc.detail,
-                )
-                continue
-            if result.status == intake.ItemStatus.RECORDED:
-                tally.recorded[str(result.outcome)] += 1
-            else:  # recorded meanwhile by its webhook
-                tally.already_recorded += 1
+    usable: list[received.Incoming] = []
+    for pix in chunk:
+        try:
+            usable.append(
+                intake.incoming(pix, merchant_id=row.merchant_id, source=PixSource.RECONCILIATION)
+            )
+        except InvalidInputError as exc:  # an amount pixweb cannot hold: say it, go on
+            tally.skipped["unusable"] += 1
+            log.error(
+                "merchant %s: Pix %s cannot be recorded: %s",
+                row.merchant_id,
+                pix.end_to_end_id,
+                exc.detail,
+            )
+    await sql.run_in_transaction(_chunk_plan(usable, outbox, tally))
     await outbox.publish(broker)
     run.recorded.update(tally.recorded)
     run.skipped.update(tally.skipped)
     run.already_recorded += tally.already_recorded
+
+
+def _chunk_plan(usable: list[received.Incoming], outbox: Outbox, tally: Run) -> sql.Plan[None]:
+    for pix in usable:
+        record, new = yield from received.record_plan(pix, outbox)
+        if new:
+            tally.recorded[str(record.outcome)] += 1
+        else:  # recorded meanwhile by its webhook
+            tally.already_recorded += 1
 
 
 async def _checkpoint(run: Run, row: PspConnection, until: datetime) -> None:

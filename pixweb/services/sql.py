@@ -203,6 +203,21 @@ def statement_plan(text: str, values: Sequence[Any]) -> Plan[list[dict[str, Any]
     return rows
 
 
+def savepoint_plan(plan: Plan[T]) -> Plan[T]:
+    """`plan` as a step of its caller's plan that is all or nothing: an error it does not
+    catch undoes what it wrote (and only that) before reaching the caller's plan, which
+    may catch it and go on (a batch whose items each stand or fall alone)."""
+    yield Statement("SAVEPOINT pixweb_step", ())
+    try:
+        result = yield from plan
+    except Exception:
+        yield Statement("ROLLBACK TO SAVEPOINT pixweb_step", ())
+        yield Statement("RELEASE SAVEPOINT pixweb_step", ())
+        raise
+    yield Statement("RELEASE SAVEPOINT pixweb_step", ())
+    return result
+
+
 @dataclass(frozen=True, slots=True)
 class Statement:
     """One step of a plan: its text with `?` marks and its values (converted already),

@@ -20,7 +20,8 @@ from pixweb.models import (
     PixSource,
     ReceivedPix,
 )
-from pixweb.services import payments, received, settlement
+from pixweb.services import payments, received, settlement, sql
+from pixweb.services.events import Outbox
 from tests.api.test_accounts import balance
 from tests.api.test_payments import PAST, assert_no_event
 from tests.conftest import make_merchant
@@ -132,6 +133,48 @@ async def test_reading_the_charge_and_recording_its_pix_is_one_hand_off(
     assert created and pix.outcome == PixOutcome.MATCHED and pix.payment_id == payment.id
     assert (await Payment.get(id=payment.id)).status == PaymentStatus.PAID
     assert await balance(merchant) == 3000
+    await assert_ledger_invariants()
+
+
+async def test_a_batch_of_pix_in_one_plan_each_stands_alone(
+    monkeypatch: pytest.MonkeyPatch, database_url: str, broker: Any, merchant: Merchant
+) -> None:
+    """Reconciliation's chunk: several Pix in one transaction (one hand-off on SQLite); one
+    recorded before (its webhook won a race) keeps its record, and its savepoint undoes
+    the second credit; the others are recorded, their events held for after the commit."""
+    payment = await charge(merchant, broker)
+    await record(broker, merchant_id=merchant.id, end_to_end_id=e2e(2), amount_cents=500)
+    batch = [
+        received.incoming(
+            merchant_id=merchant.id,
+            end_to_end_id=e2e(n),
+            amount_cents=3000 if n == 1 else 500,
+            txid=payment.txid if n == 1 else None,
+            paid_at=HORARIO,
+            source=PixSource.RECONCILIATION,
+        )
+        for n in (1, 2, 3)
+    ]
+    outbox = Outbox()
+
+    def chunk() -> sql.Plan[list[tuple[str, bool]]]:
+        done = []
+        for pix in batch:
+            item, new = yield from received.record_plan(pix, outbox)
+            done.append((str(item.outcome), new))
+        return done
+
+    calls = sqlite_hand_offs(monkeypatch) if database_url.startswith("sqlite") else None
+    async with broker.subscribe(f"payment:{payment.id}") as payment_events:
+        recorded = await sql.run_in_transaction(chunk())
+        assert await drain(payment_events) == []  # nothing published by the plan itself
+        await outbox.publish(broker)
+        [paid] = await drain(payment_events)
+    assert calls is None or len(calls) == 1
+    assert recorded == [("matched", True), ("no_txid", False), ("no_txid", True)]
+    assert paid["status"] == "paid"
+    assert await ReceivedPix.all().count() == 3
+    assert await balance(merchant) == 3000 + 500 + 500  # the repeat credited once
     await assert_ledger_invariants()
 
 

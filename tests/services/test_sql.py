@@ -294,3 +294,35 @@ async def test_a_plan_in_a_transaction_of_its_own_is_all_or_nothing() -> None:
         assert await sql.run_in_transaction(_described(charges[2:], "e")) == 1
     stored = [(await Payment.get(id=payment.id)).description for payment in charges]
     assert stored == ["c", "a", "e"]
+
+
+@pytest.mark.usefixtures("app")
+async def test_a_savepoint_step_that_fails_undoes_only_itself_and_the_plan_goes_on() -> None:
+    charges = await _payments(await make_merchant(), 3)
+
+    def each_alone() -> sql.Plan[list[str]]:
+        outcomes = []
+        for n, payment in enumerate(charges):
+            try:  # the second one fails after writing: its savepoint undoes its write
+                yield from sql.savepoint_plan(_described([payment], "kept", fail=n == 1))
+            except RuntimeError:
+                outcomes.append("undone")
+            else:
+                outcomes.append("kept")
+        return outcomes
+
+    assert await sql.run_in_transaction(each_alone()) == ["kept", "undone", "kept"]
+    stored = [(await Payment.get(id=payment.id)).description for payment in charges]
+    assert stored == ["kept", charges[1].description, "kept"]
+    # A unique key's clash inside the step is undone the same way (PostgreSQL's aborted
+    # transaction included), and the plan's later statements still run.
+    clash = sql.update_plan(Payment, {"txid": charges[0].txid}, id=charges[2].id)
+
+    def clashing() -> sql.Plan[int]:
+        with pytest.raises(IntegrityError):
+            yield from sql.savepoint_plan(clash)
+        return (yield from sql.update_plan(Payment, {"description": "after"}, id=charges[1].id))
+
+    assert await sql.run_in_transaction(clashing()) == 1
+    assert (await Payment.get(id=charges[2].id)).txid != charges[0].txid
+    assert (await Payment.get(id=charges[1].id)).description == "after"
