@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import queue
 import time
 import uuid
+from logging.handlers import QueueHandler, QueueListener
 
 from quart import Quart, Response, g, has_request_context, request, websocket
 from quart.typing import ResponseTypes
@@ -32,12 +35,23 @@ def request_id() -> str:
     return current
 
 
+def _written_by_a_thread(writer: logging.Handler) -> QueueHandler:
+    """A handler that only queues lines; a thread of its own writes them with `writer`
+    (the logging cookbook's QueueHandler and QueueListener). Every request logs a line on
+    the event loop: a stderr that writes slowly or not at all (a full pipe to a log
+    collector) would stop every request and socket of the process with it."""
+    writer.setFormatter(logging.Formatter("%(message)s"))
+    lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    listener = QueueListener(lines, writer)
+    listener.start()
+    atexit.register(listener.stop)  # what is queued is written before the process ends
+    return QueueHandler(lines)
+
+
 def init_app(app: Quart, *, json_logs: bool) -> None:
     """Tag every request with an id, count it, and (production) log it as one JSON line."""
     if json_logs and not log.handlers:  # one handler per process, however many apps
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        log.addHandler(handler)
+        log.addHandler(_written_by_a_thread(logging.StreamHandler()))
         log.setLevel(logging.INFO)
         log.propagate = False
 

@@ -41,7 +41,8 @@ class Server:
     """`<module> serve --workers N` on 127.0.0.1:<port>, over a database that survives restarts.
 
     `env` adds or overrides `PIXWEB_*` variables (the caller's own `PIXWEB_*` are never
-    inherited). `migrate=False` is for servers that are not pixweb (the benchmarks' floor app).
+    inherited); `output` is a descriptor the server writes to instead of its log file.
+    `migrate=False` is for servers that are not pixweb (the benchmarks' floor app).
     """
 
     def __init__(
@@ -58,6 +59,7 @@ class Server:
         ready_path: str = "/healthz",
         secret_key: str = SECRET_KEY,
         webhook_secret: str = WEBHOOK_SECRET,
+        output: int | None = None,
     ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
@@ -75,6 +77,7 @@ class Server:
         self.secret_key = secret_key
         self.webhook_secret = webhook_secret
         self.log_path = workdir / "server.log"
+        self.output = output  # a descriptor the server writes to instead of its log (a pipe)
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._migrated = False
@@ -115,7 +118,7 @@ class Server:
                 command,
                 cwd=ROOT,
                 env=self._env(),
-                stdout=self._log,
+                stdout=self._log if self.output is None else self.output,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: stop() reaches the workers
             )

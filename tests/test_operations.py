@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
+import threading
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +133,38 @@ class TestProductionLogs:
             logger.removeHandler(caplog.handler)
         lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "pixweb.access"]
         assert [line["remote"] for line in lines] == [logged]
+
+
+def test_a_log_stream_that_stops_taking_lines_stalls_no_request(tmp_path: Path) -> None:
+    """Production logs a JSON line per request to stderr. A pipe nobody reads (a stuck log
+    collector) fills after a few hundred lines; a write there then blocks, and must block
+    only the thread that writes the log, not the event loop serving every request."""
+    unread, output = os.pipe()
+    server = Server(tmp_path, environment="production", output=output)
+    try:
+        server.start()
+        for n in range(2_000):  # ~150 bytes a line: 300 KB, several times a pipe's 64 KiB
+            with urllib.request.urlopen(server.url + "/healthz", timeout=5) as response:
+                assert response.status == 200, n
+        os.set_blocking(unread, False)
+        written = b""
+        with contextlib.suppress(BlockingIOError):
+            while chunk := os.read(unread, 1 << 16):
+                written += chunk
+        assert b'"route": "/healthz"' in written
+        assert len(written) > 60_000  # the pipe (64 KiB) had filled: its writer was stuck
+    finally:
+        reader = threading.Thread(target=_drain, args=(unread,), daemon=True)
+        reader.start()  # let the log's thread finish, so the server stops in time
+        server.stop()
+        os.close(output)
+
+
+def _drain(descriptor: int) -> None:
+    os.set_blocking(descriptor, True)
+    with contextlib.suppress(OSError):
+        while os.read(descriptor, 1 << 16):
+            pass
 
 
 async def test_sigterm_closes_sockets_with_1012_then_exits(tmp_path: Path) -> None:
