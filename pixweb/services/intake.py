@@ -160,7 +160,7 @@ async def record_confirmed(
     pix: Pix, *, merchant_id: int, source: PixSource, broker: Broker
 ) -> ItemResult:
     """Record a Pix as the merchant's PSP reported it (the intake's)."""
-    record, new = await received.record(
+    record, new = await received.record_received_pix(
         incoming(pix, merchant_id=merchant_id, source=source), broker=broker
     )
     status = ItemStatus.RECORDED if new else ItemStatus.ALREADY_RECORDED

@@ -167,23 +167,13 @@ def incoming(
 
 
 async def record_received_pix(
-    *,
-    merchant_id: int | None = None,
-    end_to_end_id: str | None,
-    amount_cents: int,
-    txid: str | None,
-    paid_at: datetime,
-    payer_name: str | None = None,
-    payer_document: str | None = None,
-    source: PixSource,
-    broker: Broker,
-    payment: Payment | None = None,
+    pix: Incoming, *, broker: Broker, payment: Payment | None = None
 ) -> tuple[ReceivedPix, bool]:
-    """Record a received Pix once, credit its merchant once, and settle its charge if it
-    matches; return the record and whether it is new (False: known, nothing changed).
+    """Record a received Pix (checked by `incoming`) once, credit its merchant once, and
+    settle its charge if it matches; return the record and whether it is new (False:
+    known, nothing changed).
 
-    `merchant_id` is the account the Pix reached when the caller knows it (a PSP's
-    webhook token); without it the txid's charge names the merchant, and a txid naming no
+    Without a `merchant_id` the txid's charge names the merchant, and a txid naming no
     charge is a NotFoundError (no account to credit). Without `end_to_end_id` the record is
     keyed by the txid (`txid_key`). Concurrent calls for one Pix record and credit it once.
     `payment` is the txid's charge when the caller has just read it (saves reading it
@@ -191,23 +181,6 @@ async def record_received_pix(
     It runs in a transaction of its own and publishes its events once that has committed:
     several Pix in one transaction (a batch) are recorded with `record_plan` instead.
     """
-    pix = incoming(
-        merchant_id=merchant_id,
-        end_to_end_id=end_to_end_id,
-        amount_cents=amount_cents,
-        txid=txid,
-        paid_at=paid_at,
-        payer_name=payer_name,
-        payer_document=payer_document,
-        source=source,
-    )
-    return await record(pix, broker=broker, payment=payment)
-
-
-async def record(
-    pix: Incoming, *, broker: Broker, payment: Payment | None = None
-) -> tuple[ReceivedPix, bool]:
-    """`record_received_pix` of a Pix checked already (`incoming`)."""
     events = Outbox()
     result = await sql.run_in_transaction(record_plan(pix, events, payment=payment))
     await events.publish(broker)

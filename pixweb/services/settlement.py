@@ -96,11 +96,13 @@ async def confirm_payment(
         # be that Pix told again, so it is answered as before and never credited twice.
         return await _confirm_unnamed(payment, amount_cents, end_to_end_id, broker=broker)
     record, created = await received.record_received_pix(
-        end_to_end_id=end_to_end_id,
-        amount_cents=amount_cents,
-        txid=txid,
-        paid_at=utcnow(),
-        source=PixSource.CONFIRMATION,
+        received.incoming(
+            end_to_end_id=end_to_end_id,
+            amount_cents=amount_cents,
+            txid=txid,
+            paid_at=utcnow(),
+            source=PixSource.CONFIRMATION,
+        ),
         broker=broker,
         payment=payment,
     )
@@ -127,11 +129,13 @@ async def _confirm_unnamed(
         )
     if payment.status_at(utcnow()) == PaymentStatus.PENDING:
         record, created = await received.record_received_pix(
-            end_to_end_id=None,
-            amount_cents=amount_cents,
-            txid=payment.txid,
-            paid_at=utcnow(),
-            source=PixSource.CONFIRMATION,
+            received.incoming(
+                end_to_end_id=None,
+                amount_cents=amount_cents,
+                txid=payment.txid,
+                paid_at=utcnow(),
+                source=PixSource.CONFIRMATION,
+            ),
             broker=broker,
             payment=payment,
         )

@@ -104,23 +104,27 @@ async def test_the_list_filters_pages_and_shows_only_ones_own(
     other = await make_merchant("outra@example.com", name="Outra Loja", pix_key="o@example.com")
     for n in range(5):
         await received.record_received_pix(
-            merchant_id=merchant.id,
-            end_to_end_id=e2e(n),
-            amount_cents=1000 + n,
-            txid=None,
-            paid_at=datetime(2024, 5, 1, 12, n, tzinfo=UTC),
-            payer_name="Fulano de Tal",
-            payer_document="123.456.789-09",
-            source=PixSource.WEBHOOK,
+            received.incoming(
+                merchant_id=merchant.id,
+                end_to_end_id=e2e(n),
+                amount_cents=1000 + n,
+                txid=None,
+                paid_at=datetime(2024, 5, 1, 12, n, tzinfo=UTC),
+                payer_name="Fulano de Tal",
+                payer_document="123.456.789-09",
+                source=PixSource.WEBHOOK,
+            ),
             broker=broker,
         )
     await received.record_received_pix(
-        merchant_id=other.id,
-        end_to_end_id=e2e(9),
-        amount_cents=500,
-        txid=None,
-        paid_at=datetime(2024, 5, 1, tzinfo=UTC),
-        source=PixSource.RECONCILIATION,
+        received.incoming(
+            merchant_id=other.id,
+            end_to_end_id=e2e(9),
+            amount_cents=500,
+            txid=None,
+            paid_at=datetime(2024, 5, 1, tzinfo=UTC),
+            source=PixSource.RECONCILIATION,
+        ),
         broker=broker,
     )
     keys, cursor = [], None
@@ -292,12 +296,14 @@ async def test_one_idempotency_key_sent_at_once_for_two_pix_attaches_one(
 ) -> None:
     for n in range(2):
         await received.record_received_pix(
-            merchant_id=merchant.id,
-            end_to_end_id=e2e(n),
-            amount_cents=3000,
-            txid=None,
-            paid_at=datetime.now(UTC),
-            source=PixSource.WEBHOOK,
+            received.incoming(
+                merchant_id=merchant.id,
+                end_to_end_id=e2e(n),
+                amount_cents=3000,
+                txid=None,
+                paid_at=datetime.now(UTC),
+                source=PixSource.WEBHOOK,
+            ),
             broker=broker,
         )
     targets = [await create(client, auth, value="30.00") for _ in range(2)]

@@ -96,13 +96,15 @@ async def get_json(client: Client, path: str, headers: dict[str, str]) -> Any:
 
 async def pix(broker: Broker, txid: str | None, cents: int, n: int = 1, **kw: Any) -> Any:
     return await received.record_received_pix(
-        end_to_end_id=f"E12345678202601021000{n:011d}",
-        amount_cents=cents,
-        txid=txid,
-        paid_at=utcnow(),
-        source=PixSource.WEBHOOK,
+        received.incoming(
+            end_to_end_id=f"E12345678202601021000{n:011d}",
+            amount_cents=cents,
+            txid=txid,
+            paid_at=utcnow(),
+            source=PixSource.WEBHOOK,
+            **kw,
+        ),
         broker=broker,
-        **kw,
     )
 
 

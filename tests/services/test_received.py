@@ -55,7 +55,7 @@ async def record(broker: Any, **fields: Any) -> tuple[ReceivedPix, bool]:
         "source": PixSource.WEBHOOK,
         **fields,
     }
-    return await received.record_received_pix(**values, broker=broker)
+    return await received.record_received_pix(received.incoming(**values), broker=broker)
 
 
 async def drain(events: Any) -> list[dict[str, Any]]:

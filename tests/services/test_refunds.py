@@ -91,12 +91,14 @@ async def pix(
 ) -> ReceivedPix:
     """A Pix the merchant received, recorded through the one path."""
     record, _ = await received.record_received_pix(
-        merchant_id=merchant.id,
-        end_to_end_id=e2e(n),
-        amount_cents=cents,
-        txid=txid,
-        paid_at=extra.pop("paid_at", utcnow()),
-        source=PixSource.WEBHOOK,
+        received.incoming(
+            merchant_id=merchant.id,
+            end_to_end_id=e2e(n),
+            amount_cents=cents,
+            txid=txid,
+            paid_at=extra.pop("paid_at", utcnow()),
+            source=PixSource.WEBHOOK,
+        ),
         broker=broker,
     )
     return record

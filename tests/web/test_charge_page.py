@@ -256,12 +256,14 @@ async def test_with_a_psp_a_pix_it_cannot_name_is_refunded_in_the_bank_app(
     assert await clients.for_merchant(merchant.id) is not None
     order = await charge(merchant, broker, 2000, "Pedido 3")
     record, _ = await received.record_received_pix(
-        merchant_id=merchant.id,
-        end_to_end_id=None,  # the seed's confirmation: keyed by the txid, no PSP can refund it
-        amount_cents=2000,
-        txid=order.txid,
-        paid_at=utcnow(),
-        source=PixSource.CONFIRMATION,
+        received.incoming(
+            merchant_id=merchant.id,
+            end_to_end_id=None,  # the seed's confirmation: keyed by the txid, no PSP can refund it
+            amount_cents=2000,
+            txid=order.txid,
+            paid_at=utcnow(),
+            source=PixSource.CONFIRMATION,
+        ),
         broker=broker,
     )
     html = await page(client, f"/dashboard/charges/{order.id}")

@@ -57,14 +57,16 @@ async def pix(
     merchant: Merchant, broker: Any, n: int, cents: int, txid: str | None, **extra: Any
 ) -> ReceivedPix:
     record, new = await received.record_received_pix(
-        merchant_id=merchant.id,
-        end_to_end_id=e2e(n),
-        amount_cents=cents,
-        txid=txid,
-        paid_at=utcnow(),
-        payer_name=extra.get("payer_name", "Maria da Silva"),
-        payer_document=extra.get("payer_document", "12345678909"),
-        source=PixSource.WEBHOOK,
+        received.incoming(
+            merchant_id=merchant.id,
+            end_to_end_id=e2e(n),
+            amount_cents=cents,
+            txid=txid,
+            paid_at=utcnow(),
+            payer_name=extra.get("payer_name", "Maria da Silva"),
+            payer_document=extra.get("payer_document", "12345678909"),
+            source=PixSource.WEBHOOK,
+        ),
         broker=broker,
     )
     assert new
