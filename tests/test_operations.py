@@ -158,6 +158,8 @@ def test_a_log_stream_that_stops_taking_lines_stalls_no_request(tmp_path: Path) 
         reader.start()  # let the log's thread finish, so the server stops in time
         server.stop()
         os.close(output)
+        reader.join(5)  # the pipe's end: the server and this process closed their ends
+        os.close(unread)
 
 
 def _drain(descriptor: int) -> None:
