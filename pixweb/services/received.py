@@ -238,8 +238,7 @@ def _record(
     fields: dict[str, Any], payment: Payment | None, end_to_end_id: str | None, outbox: Outbox
 ) -> sql.Plan[ReceivedPix]:
     """Read the txid's charge (unless the caller has), decide the outcome, credit the
-    merchant, write the record and its events: one plan (on SQLite, with its transaction,
-    one hand-off to the database's thread)."""
+    merchant, write the record and its events (`record_plan`'s step)."""
     payment = yield from _charge_of(fields, payment)
     now, amount, e2e = utcnow(), fields["amount_cents"], _payment_e2e(end_to_end_id)
     # One read of the merchant's webhook endpoints for both events (charge.paid, pix.received).

@@ -234,7 +234,7 @@ Plan = Generator[Statement, Any, T]
 async def run(plan: Plan[T]) -> T:
     """Run a plan in the caller's transaction (or with each statement on its own outside
     one, as Tortoise would) and return what it returns."""
-    return await _run(plan, bracket=None)
+    return await _run(plan, own_transaction=False)
 
 
 async def run_in_transaction(plan: Plan[T]) -> T:
@@ -244,29 +244,13 @@ async def run_in_transaction(plan: Plan[T]) -> T:
     client, postgres = connection()
     if postgres:
         async with in_transaction():
-            return await _run(plan, bracket=None)
-    nested = isinstance(client, TransactionalDBClient)
-    return await _run(plan, bracket=_SAVEPOINT if nested else _TRANSACTION)
+            return await _run(plan, own_transaction=False)
+    if isinstance(client, TransactionalDBClient):  # the caller's transaction: a savepoint
+        return await _run(savepoint_plan(plan), own_transaction=False)
+    return await _run(plan, own_transaction=True)
 
 
-@dataclass(frozen=True, slots=True)
-class _Bracket:
-    """The statements around a plan run in a transaction of its own (SQLite)."""
-
-    begin: str
-    end: str
-    undo: tuple[str, ...]
-
-
-_TRANSACTION = _Bracket("BEGIN", "COMMIT", ("ROLLBACK",))
-_SAVEPOINT = _Bracket(
-    "SAVEPOINT pixweb_plan",
-    "RELEASE pixweb_plan",
-    ("ROLLBACK TO pixweb_plan", "RELEASE pixweb_plan"),
-)
-
-
-async def _run(plan: Plan[T], *, bracket: _Bracket | None) -> T:
+async def _run(plan: Plan[T], *, own_transaction: bool) -> T:
     client, postgres = connection()
     try:  # the plan's code up to its first statement: one that writes nothing costs no call
         statement = next(plan)
@@ -287,7 +271,9 @@ async def _run(plan: Plan[T], *, bracket: _Bracket | None) -> T:
     async with client.acquire_connection() as sqlite:  # a transaction's, or the shared lock
         # aiosqlite runs a function on its SQLite thread through `_execute`, the way its own
         # execute_insert and execute_fetchall run there.
-        result: T = await sqlite._execute(_on_sqlite_thread, sqlite._conn, plan, statement, bracket)
+        result: T = await sqlite._execute(
+            _on_sqlite_thread, sqlite._conn, plan, statement, own_transaction
+        )
         return result
 
 
@@ -301,10 +287,10 @@ async def _on_postgres(client: BaseDBAsyncClient, statement: Statement) -> Any:
 
 
 def _on_sqlite_thread(
-    sqlite: sqlite3.Connection, plan: Plan[T], statement: Statement, bracket: _Bracket | None
+    sqlite: sqlite3.Connection, plan: Plan[T], statement: Statement, own_transaction: bool
 ) -> T:
-    if bracket is not None:
-        sqlite.execute(bracket.begin)
+    if own_transaction:
+        sqlite.execute("BEGIN")
     try:
         while True:
             try:
@@ -321,11 +307,11 @@ def _on_sqlite_thread(
                 result: T = done.value
                 break
     except BaseException:
-        for text in bracket.undo if bracket is not None else ():
-            sqlite.execute(text)
+        if own_transaction:
+            sqlite.execute("ROLLBACK")
         raise
-    if bracket is not None:
-        sqlite.execute(bracket.end)
+    if own_transaction:
+        sqlite.execute("COMMIT")
     return result
 
 
